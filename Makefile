@@ -1,0 +1,32 @@
+# Quick start: `make train` (default training run) and `make test` (the whole test suite).
+# Both create .venv with the machine's python3 and install the package into it first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: train test test-fast benchmark clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+train: $(STAMP)
+	$(BIN)/python scripts/train.py $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+benchmark: $(STAMP)
+	$(BIN)/python scripts/benchmark.py train-step
+	$(BIN)/python scripts/benchmark.py pipeline model.input_size=512 train.batch_size=8
+	$(BIN)/python scripts/benchmark.py targets
+	$(BIN)/python scripts/benchmark.py decode
+
+clean:
+	rm -rf $(VENV) outputs multirun .pytest_cache

@@ -1,0 +1,25 @@
+"""Errors a user can act on. Scripts print their message and exit non-zero, without a traceback.
+
+Each message names the file, key, value or step at fault.
+"""
+
+from centernet.config import ConfigError
+
+
+class CenterNetError(Exception):
+    """Base class of the errors the command-line scripts report as a one-line cause."""
+
+
+class DataError(CenterNetError):
+    """A dataset, split or input file is missing or malformed."""
+
+
+class CheckpointError(CenterNetError):
+    """A checkpoint is missing, or does not match the model it should be loaded into."""
+
+
+class NonFiniteLossError(CenterNetError):
+    """Training produced a non-finite loss and `train.on_nonfinite=stop`."""
+
+
+USER_ERRORS = (CenterNetError, ConfigError)

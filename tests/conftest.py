@@ -1,0 +1,50 @@
+"""Shared fixtures: composed configs (as users compose them), a session TFDS folder (never the
+user's ~/tensorflow_datasets), and a helper that runs the command-line scripts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import List
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = ROOT / "configs"
+SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
+
+
+def compose_config(overrides: List[str], name: str = "train"):
+    """Compose `configs/<name>.yaml` with overrides, exactly as the scripts do."""
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+            return compose(name, overrides=overrides)
+    finally:
+        GlobalHydra.instance().clear()
+
+
+@pytest.fixture(scope="session")
+def tfds_dir(tmp_path_factory) -> Path:
+    """One TFDS data dir for the whole test session (shapes configs are prepared once)."""
+    return tmp_path_factory.mktemp("tfds")
+
+
+@pytest.fixture
+def smoke_overrides(tfds_dir) -> List[str]:
+    return ["experiment=smoke", f"dataset.data_dir={tfds_dir}"]
+
+
+def run_script(script: str, *args: str, timeout: float = 900,
+               cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run `scripts/<script>` with this interpreter; returns the finished process."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args],
+                          capture_output=True, text=True, timeout=timeout, env=env,
+                          cwd=str(cwd or ROOT))
