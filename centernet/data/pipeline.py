@@ -1,0 +1,111 @@
+"""tf.data input pipelines: shuffled, augmented training batches with rendered targets, and
+letterboxed evaluation batches with what is needed to map detections back.
+
+Per-example work (decoding, augmentation, letterboxing, target rendering) runs in one parallel
+`map` with AUTOTUNE; batches are prefetched. With `train.seed` set the stream is deterministic,
+and `start_step` skips exactly the examples earlier steps consumed, so a resumed run continues
+the same stream.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Dict, List
+
+import numpy as np
+import tensorflow as tf
+
+from centernet.config import DOWN_RATIO, RunConfig
+from centernet.data.augment import augment
+from centernet.data.letterbox import letterbox_boxes, letterbox_image
+from centernet.data.sources import Source, decode_record
+from centernet.data.targets import render_targets
+from centernet.evaluation import GroundTruthImage
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def _options(deterministic: bool) -> tf.data.Options:
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    return options
+
+
+def train_example(record: Dict[str, tf.Tensor], seed: tf.Tensor, cfg: RunConfig,
+                  num_classes: int) -> Dict[str, tf.Tensor]:
+    """One training example: decode, augment, letterbox, render the stride-4 targets.
+
+    Returns:
+        `image` `[S, S, 3]` uint8 and the `render_targets` outputs at `S / 4`.
+    """
+    example = augment(decode_record(record), cfg.augment, seed)
+    image, params = letterbox_image(example["image"], cfg.model.input_size)
+    boxes = letterbox_boxes(example["boxes"], params) / DOWN_RATIO
+    trained = tf.logical_not(example["is_crowd"])
+    targets = render_targets(tf.boolean_mask(boxes, trained),
+                             tf.boolean_mask(example["labels"], trained),
+                             cfg.model.input_size // DOWN_RATIO, num_classes,
+                             cfg.targets.max_objects, cfg.targets.min_overlap,
+                             cfg.targets.dense_wh)
+    return {"image": image, **targets}
+
+
+def train_dataset(source: Source, cfg: RunConfig, start_step: int = 0) -> tf.data.Dataset:
+    """Endless batches of `train_example`s from `cfg.dataset.train_split`.
+
+    Args:
+        source: the dataset.
+        cfg: the run config (dataset, augment, model.input_size, targets, train).
+        start_step: steps already trained; their examples are skipped.
+    """
+    seed = cfg.train.seed if cfg.train.seed is not None else random.randrange(2 ** 31)
+    records = source.read(cfg.dataset.train_split)
+    if cfg.dataset.cache:
+        records = records.cache()
+    records = records.shuffle(cfg.dataset.shuffle_buffer, seed=seed,
+                              reshuffle_each_iteration=True).repeat()
+    records = records.enumerate().skip(start_step * cfg.train.batch_size)
+
+    def to_example(index: tf.Tensor, record: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        example_seed = tf.stack([tf.constant(seed, tf.int64), index])
+        return train_example(record, example_seed, cfg, source.num_classes)
+
+    batches = (records.map(to_example, num_parallel_calls=AUTOTUNE)
+               .batch(cfg.train.batch_size, drop_remainder=True)
+               .prefetch(AUTOTUNE))
+    return batches.with_options(_options(deterministic=cfg.train.seed is not None))
+
+
+def eval_example(record: Dict[str, tf.Tensor], input_size: int) -> Dict[str, tf.Tensor]:
+    """Letterboxed image plus `image_id`, `letterbox` `[4]` params and `original_size`
+    `[2]` (height, width) to map detections back to original pixels."""
+    example = decode_record(record)
+    image, params = letterbox_image(example["image"], input_size)
+    return {"image": image, "image_id": example["image_id"], "letterbox": params,
+            "original_size": tf.shape(example["image"])[:2]}
+
+
+def eval_dataset(source: Source, split: str, input_size: int, batch_size: int) -> tf.data.Dataset:
+    """Batches of `eval_example`s of `split`, in file order, the last batch possibly smaller."""
+    return (source.read(split)
+            .map(lambda record: eval_example(record, input_size), num_parallel_calls=AUTOTUNE)
+            .batch(batch_size)
+            .prefetch(AUTOTUNE))
+
+
+def ground_truth(source: Source, split: str) -> List[GroundTruthImage]:
+    """The annotations of `split` in original image pixels, for COCO evaluation."""
+
+    def annotations(record: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        example = decode_record(record)
+        return {key: example[key] for key in ("image_id", "boxes", "labels", "is_crowd")} | {
+            "size": tf.shape(example["image"])[:2]}
+
+    images = []
+    for item in source.read(split).map(annotations, num_parallel_calls=AUTOTUNE) \
+            .as_numpy_iterator():
+        images.append(GroundTruthImage(
+            image_id=int(item["image_id"]), height=int(item["size"][0]),
+            width=int(item["size"][1]), boxes=np.asarray(item["boxes"], np.float64),
+            labels=item["labels"], is_crowd=item["is_crowd"]))
+    return images

@@ -1,0 +1,163 @@
+"""CenterNet training targets: Gaussian class heatmaps and size/offset regression at centres.
+
+Everything here is vectorised TensorFlow that runs inside `tf.data.Dataset.map` (graph mode):
+one set of tensor ops for all objects of an image, no Python loop per object. The maths is the
+original CenterNet's (DESIGN.md, Targets); box geometry is computed in float64 so that the
+integer centres and radii match a float64 reference exactly, the heatmap in float32.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Sequence, Tuple, Union
+
+import tensorflow as tf
+
+OutputSize = Union[int, Sequence[int], Tuple[int, int]]
+
+
+def gaussian_radius(h, w, min_overlap: float = 0.7) -> tf.Tensor:
+    """The CornerNet radius `R = min(r1, r2, r3)` as CenterNet ships it (not truncated).
+
+    Args:
+        h, w: box height and width in output pixels, any broadcastable shape.
+        min_overlap: the IoU a box shifted by the radius must keep with the original.
+
+    Returns:
+        float64 tensor of radii, the broadcast shape of `h` and `w`.
+    """
+    h = tf.cast(h, tf.float64)
+    w = tf.cast(w, tf.float64)
+    m = tf.constant(min_overlap, tf.float64)
+
+    b1 = h + w
+    c1 = w * h * (1 - m) / (1 + m)
+    r1 = (b1 + tf.sqrt(b1 ** 2 - 4 * c1)) / 2
+
+    b2 = 2 * (h + w)
+    c2 = (1 - m) * w * h
+    r2 = (b2 + tf.sqrt(b2 ** 2 - 16 * c2)) / 2
+
+    b3 = -2 * m * (h + w)
+    c3 = (m - 1) * w * h
+    r3 = (b3 + tf.sqrt(b3 ** 2 - 16 * m * c3)) / 2
+    return tf.minimum(r1, tf.minimum(r2, r3))
+
+
+def _output_hw(output_size: OutputSize) -> Tuple[int, int]:
+    if isinstance(output_size, int):
+        return output_size, output_size
+    height, width = output_size
+    return int(height), int(width)
+
+
+def _gaussian_1d(coords: tf.Tensor, centres: tf.Tensor, radii: tf.Tensor,
+                 sigmas: tf.Tensor) -> tf.Tensor:
+    """exp(-(coord - centre)^2 / (2 sigma^2)) inside the window |coord - centre| <= r, else 0.
+
+    Args: coords [L] float64 grid coordinates; centres, radii, sigmas [N] float64.
+    Returns: [N, L] float32, exactly 1.0 at each centre.
+    """
+    delta = coords[tf.newaxis, :] - centres[:, tf.newaxis]
+    sigma = sigmas[:, tf.newaxis]
+    values = tf.exp(-(delta * delta) / (2.0 * sigma * sigma))
+    inside = tf.abs(delta) <= radii[:, tf.newaxis]
+    return tf.cast(tf.where(inside, values, tf.zeros_like(values)), tf.float32)
+
+
+def _pad_rows(values: tf.Tensor, rows: int) -> tf.Tensor:
+    """Zero-pad the first axis of `values` up to `rows`."""
+    missing = rows - tf.shape(values)[0]
+    padding = [[0, missing]] + [[0, 0]] * (len(values.shape) - 1)
+    return tf.pad(values, padding)
+
+
+def render_targets(boxes, labels, output_size: OutputSize, num_classes: int, max_objects: int,
+                   min_overlap: float = 0.7, dense_wh: bool = False) -> Dict[str, tf.Tensor]:
+    """Render one image's CenterNet targets.
+
+    Boxes are clipped to `[0, W-1] x [0, H-1]`; a box whose clipped width or height is not
+    positive is skipped and takes no slot. The first `max_objects` remaining boxes (input order)
+    fill slots `0..`; the rest are dropped and counted in `num_dropped`.
+
+    Args:
+        boxes: `[N, 4]` float `x1, y1, x2, y2` in output-grid pixels (image pixels / stride).
+        labels: `[N]` int class ids in `0..num_classes-1`.
+        output_size: output grid `H` (= `W`) or `(H, W)`.
+        num_classes: number of heatmap channels `C`.
+        max_objects: number of regression slots `K`.
+        min_overlap: `min_overlap` of `gaussian_radius`.
+        dense_wh: also render the original CenterNet's `--dense_wh` targets (below).
+
+    Returns:
+        dict with `heatmap` `[H, W, C]` float32 (one exact 1.0 peak per kept centre),
+        `wh` `[K, 2]` float32 clipped box size in output pixels, `reg` `[K, 2]` float32 centre
+        minus integer centre, `ind` `[K]` int32 `py * W + px`, `mask` `[K]` float32 (1 = used
+        slot), `num_dropped` int32 scalar. With `dense_wh`, also `dense_wh` `[H, W, 2]`: in
+        every cell of an object's Gaussian window where its Gaussian is the largest (a later
+        object wins ties, as the original's `draw_dense_reg` overwrites), that object's `wh`;
+        and `dense_wh_mask` `[H, W]`: the heatmap's maximum over classes, the loss weight.
+    """
+    height, width = _output_hw(output_size)
+    boxes = tf.reshape(tf.cast(boxes, tf.float64), [-1, 4])
+    labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
+    tf.debugging.assert_less(labels, num_classes, message="render_targets: label >= num_classes")
+    tf.debugging.assert_non_negative(labels, message="render_targets: negative label")
+
+    x1 = tf.clip_by_value(boxes[:, 0], 0.0, width - 1.0)
+    y1 = tf.clip_by_value(boxes[:, 1], 0.0, height - 1.0)
+    x2 = tf.clip_by_value(boxes[:, 2], 0.0, width - 1.0)
+    y2 = tf.clip_by_value(boxes[:, 3], 0.0, height - 1.0)
+    valid = tf.where((x2 - x1 > 0) & (y2 - y1 > 0))[:, 0]
+    num_dropped = tf.maximum(tf.size(valid, out_type=tf.int32) - max_objects, 0)
+    kept = valid[:max_objects]
+
+    x1, y1, x2, y2 = (tf.gather(v, kept) for v in (x1, y1, x2, y2))
+    kept_labels = tf.gather(labels, kept)
+    box_w, box_h = x2 - x1, y2 - y1
+    centre_x, centre_y = (x1 + x2) / 2, (y1 + y2) / 2
+    int_x, int_y = tf.floor(centre_x), tf.floor(centre_y)
+    radii = tf.maximum(tf.floor(gaussian_radius(tf.math.ceil(box_h), tf.math.ceil(box_w),
+                                                min_overlap)), 0.0)
+    sigmas = (2 * radii + 1) / 6
+
+    gauss_x = _gaussian_1d(tf.range(width, dtype=tf.float64), int_x, radii, sigmas)
+    gauss_y = _gaussian_1d(tf.range(height, dtype=tf.float64), int_y, radii, sigmas)
+    per_object = gauss_y[:, :, tf.newaxis] * gauss_x[:, tf.newaxis, :]  # [N, H, W]
+    per_class = tf.math.unsorted_segment_max(
+        tf.reshape(per_object, [-1, height * width]), kept_labels, num_classes)
+    heatmap = tf.transpose(tf.reshape(tf.maximum(per_class, 0.0), [num_classes, height, width]),
+                           [1, 2, 0])
+
+    wh = tf.cast(tf.stack([box_w, box_h], axis=1), tf.float32)
+    dense = _dense_wh(per_object, wh) if dense_wh else {}
+    reg = tf.cast(tf.stack([centre_x - int_x, centre_y - int_y], axis=1), tf.float32)
+    ind = tf.cast(int_y * width + int_x, tf.int32)
+    mask = tf.ones_like(ind, dtype=tf.float32)
+    return {
+        "heatmap": tf.ensure_shape(heatmap, [height, width, num_classes]),
+        "wh": tf.ensure_shape(_pad_rows(wh, max_objects), [max_objects, 2]),
+        "reg": tf.ensure_shape(_pad_rows(reg, max_objects), [max_objects, 2]),
+        "ind": tf.ensure_shape(_pad_rows(ind, max_objects), [max_objects]),
+        "mask": tf.ensure_shape(_pad_rows(mask, max_objects), [max_objects]),
+        "num_dropped": num_dropped,
+        **dense,
+    }
+
+
+def _dense_wh(per_object: tf.Tensor, wh: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """Dense size targets from the per-object Gaussians `[N, H, W]` and sizes `[N, 2]`.
+
+    The last object whose Gaussian is a cell's maximum owns it: exactly what the original's
+    sequential `draw_dense_reg` leaves behind (object k overwrites where its Gaussian is at
+    least the maximum of objects 0..k). A zero plane in front keeps `N = 0` well defined.
+    """
+    height, width = per_object.shape[1], per_object.shape[2]
+    planes = tf.concat([tf.zeros([1, height, width], per_object.dtype), per_object], axis=0)
+    sizes = tf.concat([tf.zeros([1, 2], wh.dtype), wh], axis=0)
+    strongest = tf.reduce_max(planes, axis=0)  # [H, W], the heatmap's max over classes
+    owner = tf.shape(planes)[0] - 1 - tf.argmax(tf.reverse(planes, axis=[0]), axis=0,
+                                                output_type=tf.int32)
+    owned = tf.gather(sizes, owner)  # [H, W, 2]
+    dense = tf.where((strongest > 0)[..., tf.newaxis], owned, tf.zeros_like(owned))
+    return {"dense_wh": tf.ensure_shape(dense, [height, width, 2]),
+            "dense_wh_mask": tf.ensure_shape(strongest, [height, width])}
