@@ -1,0 +1,138 @@
+"""CenterNet losses: the penalty-reduced focal loss on heatmaps and L1 on size and offset.
+
+Three focal-loss implementations share one formula (DESIGN.md, Losses) and differ only in how
+they get `-log p`, `-log(1 - p)`, `p` and `1 - p` from the logits:
+
+- `stable` (default): in logit space and float32 whatever the input dtype,
+  `-log sigmoid(x) = softplus(-x)`, `-log(1 - sigmoid(x)) = softplus(x)`,
+  `1 - sigmoid(x) = sigmoid(-x)`: finite loss and gradients for every finite logit.
+- `naive`: the textbook `log(sigmoid(x))`, `log(1 - sigmoid(x))` in the input dtype with the
+  positive and negative masks multiplied in, as the original CenterNet code does; once a sigmoid
+  rounds to exactly 0 or 1 a masked-out `-inf` meets a 0 and the loss is NaN. It exists to show
+  that failure (`loss=naive`).
+- `clamped`: the original CenterNet's sigmoid clamped to `[1e-4, 1 - 1e-4]` before the logs:
+  no NaN in float32, but no gradient once `|logit|` exceeds about 9.2.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Mapping, Tuple
+
+import tensorflow as tf
+
+FOCAL_IMPLS = ("stable", "naive", "clamped")
+CLAMP_EPS = 1e-4
+
+
+def _stable_terms(logits: tf.Tensor) -> Tuple[tf.Tensor, ...]:
+    x = tf.cast(logits, tf.float32)
+    return tf.nn.softplus(-x), tf.nn.softplus(x), tf.sigmoid(x), tf.sigmoid(-x)
+
+
+def _naive_terms(logits: tf.Tensor) -> Tuple[tf.Tensor, ...]:
+    p = tf.sigmoid(logits)
+    return -tf.math.log(p), -tf.math.log(1 - p), p, 1 - p
+
+
+def _clamped_terms(logits: tf.Tensor) -> Tuple[tf.Tensor, ...]:
+    p = tf.clip_by_value(tf.sigmoid(logits), CLAMP_EPS, 1 - CLAMP_EPS)
+    return -tf.math.log(p), -tf.math.log(1 - p), p, 1 - p
+
+
+_TERMS = {"stable": _stable_terms, "naive": _naive_terms, "clamped": _clamped_terms}
+
+
+def focal_loss(logits: tf.Tensor, heatmap: tf.Tensor, impl: str = "stable", alpha: float = 2.0,
+               beta: float = 4.0, num_positives: tf.Tensor | None = None) -> tf.Tensor:
+    """Penalty-reduced pixel-wise focal loss, summed and divided by the number of positives.
+
+    Args:
+        logits: `[B, H, W, C]` heatmap logits, any float dtype.
+        heatmap: `[B, H, W, C]` targets in `[0, 1]`; positives are exactly 1.
+        impl: `stable`, `naive` or `clamped` (module docstring).
+        alpha, beta: focal exponents (2 and 4 in CenterNet).
+        num_positives: the divisor; by default the positives in this batch. A distributed step
+            passes the global count so every replica normalises by the same number.
+
+    Returns:
+        scalar: the sum over the batch divided by the number of positives, or the sum alone
+        when there are none (negatives always count). float32 for `stable`, the logits' dtype
+        for `naive` and `clamped`.
+    """
+    if impl not in _TERMS:
+        raise ValueError(f"focal loss impl={impl!r} is invalid: choose one of "
+                         + ", ".join(FOCAL_IMPLS))
+    neg_log_p, neg_log_not_p, p, not_p = _TERMS[impl](logits)
+    dtype = p.dtype
+    z = tf.cast(heatmap, dtype)
+    positive = tf.cast(tf.equal(z, 1), dtype)
+    negative = 1 - positive
+    pos_loss = neg_log_p * tf.pow(not_p, alpha) * positive
+    neg_loss = neg_log_not_p * tf.pow(p, alpha) * tf.pow(1 - z, beta) * negative
+    total = tf.reduce_sum(pos_loss) + tf.reduce_sum(neg_loss)
+    if num_positives is None:
+        num_positives = tf.reduce_sum(positive)
+    return total / tf.maximum(tf.cast(num_positives, dtype), 1)
+
+
+def reg_l1_loss(pred: tf.Tensor, ind: tf.Tensor, mask: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+    """L1 between a dense regression map and targets at the objects' centre cells.
+
+    Args:
+        pred: `[B, H, W, 2]` predicted map (size or offset, output pixels).
+        ind: `[B, K]` int32 flattened centre cell `y * W + x`.
+        mask: `[B, K]` 1 for used slots, 0 for padding.
+        target: `[B, K, 2]` target values.
+
+    Returns:
+        float32 scalar `sum(|pred[ind] - target| * mask) / (2 * sum(mask) + 1e-4)`: the mean over
+        the used entries, normalised like the original CenterNet's RegL1Loss.
+    """
+    pred = tf.cast(pred, tf.float32)
+    batch = tf.shape(pred)[0]
+    flat = tf.reshape(pred, [batch, -1, tf.shape(pred)[-1]])
+    picked = tf.gather(flat, ind, batch_dims=1)
+    weights = tf.cast(mask, tf.float32)[..., tf.newaxis]
+    error = tf.reduce_sum(tf.abs(picked - tf.cast(target, tf.float32)) * weights)
+    return error / (tf.reduce_sum(weights) * 2 + 1e-4)
+
+
+def dense_l1_loss(pred: tf.Tensor, target: tf.Tensor, weight: tf.Tensor) -> tf.Tensor:
+    """Heatmap-weighted L1 over every cell (the original CenterNet's `--dense_wh` size loss).
+
+    Args:
+        pred, target: `[B, H, W, 2]` sizes in output pixels.
+        weight: `[B, H, W]` per-cell weight (the target heatmap's maximum over classes).
+
+    Returns:
+        float32 scalar `sum(|pred - target| * weight) / (2 * sum(weight) + 1e-4)`.
+    """
+    weights = tf.cast(weight, tf.float32)[..., tf.newaxis]
+    error = tf.reduce_sum(tf.abs(tf.cast(pred, tf.float32) - tf.cast(target, tf.float32))
+                          * weights)
+    return error / (tf.reduce_sum(weights) * 2 + 1e-4)
+
+
+def centernet_loss(outputs: Mapping[str, tf.Tensor], targets: Mapping[str, tf.Tensor],
+                   impl: str = "stable", alpha: float = 2.0, beta: float = 4.0,
+                   heatmap_weight: float = 1.0, wh_weight: float = 0.1,
+                   offset_weight: float = 1.0) -> Dict[str, tf.Tensor]:
+    """The weighted CenterNet loss and its parts.
+
+    Args:
+        outputs: model outputs `heatmap` `[B, H, W, C]` logits, `wh` and `reg` `[B, H, W, 2]`.
+        targets: batched `render_targets` output (`heatmap`, `wh`, `reg`, `ind`, `mask`); when
+            it holds `dense_wh` (`targets.dense_wh=true`) the size loss is `dense_l1_loss`.
+
+    Returns:
+        dict of float32 scalars `loss` (weighted total), `heatmap`, `wh`, `offset`.
+    """
+    heatmap = tf.cast(focal_loss(outputs["heatmap"], targets["heatmap"], impl, alpha, beta),
+                      tf.float32)
+    if "dense_wh" in targets:
+        wh = dense_l1_loss(outputs["wh"], targets["dense_wh"], targets["dense_wh_mask"])
+    else:
+        wh = reg_l1_loss(outputs["wh"], targets["ind"], targets["mask"], targets["wh"])
+    offset = reg_l1_loss(outputs["reg"], targets["ind"], targets["mask"], targets["reg"])
+    total = heatmap_weight * heatmap + wh_weight * wh + offset_weight * offset
+    return {"loss": total, "heatmap": heatmap, "wh": wh, "offset": offset}
