@@ -1,0 +1,107 @@
+"""Run a model on letterboxed batches and return detections in original image pixels."""
+
+from __future__ import annotations
+
+from typing import Dict, Iterable, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from centernet.config import RunConfig
+from centernet.data.pipeline import eval_dataset, ground_truth
+from centernet.data.sources import Source
+from centernet.decode import decode_probs, merge_flipped, to_original_pixels
+from centernet.evaluation import CocoEvaluator, coco_ground_truth
+
+
+class Predictor:
+    """Compiled model + decoding: `[B, S, S, 3]` uint8 letterboxed images -> detections.
+
+    Args:
+        model: a CenterNet model from `build_model`.
+        k: detections per image.
+        flip_test: average each image's heatmap and sizes with its mirror's.
+        with_heatmap: also return the `[B, S/4, S/4, C]` heatmap probabilities (`heatmap`).
+    """
+
+    def __init__(self, model: keras.Model, k: int = 100, flip_test: bool = False,
+                 with_heatmap: bool = False):
+        self.model = model
+        self.k = k
+        self.flip_test = flip_test
+        self.with_heatmap = with_heatmap
+        size = model.input_shape[1]
+        self._predict = tf.function(self.detect, input_signature=[
+            tf.TensorSpec([None, size, size, 3], tf.uint8),
+            tf.TensorSpec([None, 4], tf.float32),
+            tf.TensorSpec([None, 2], tf.int32),
+        ])
+
+    def detect(self, images: tf.Tensor, letterbox: tf.Tensor,
+               original_size: tf.Tensor) -> Dict[str, tf.Tensor]:
+        """The graph of one batch (usable inside other `tf.function`s, e.g. the export).
+
+        Args:
+            images: `[B, S, S, 3]` uint8 letterboxed images.
+            letterbox: `[B, 4]` letterbox params; original_size: `[B, 2]` (height, width).
+
+        Returns:
+            `boxes` `[B, K, 4]` xyxy original pixels, `scores` `[B, K]`, `classes` `[B, K]`
+            (and `heatmap` with `with_heatmap`).
+        """
+        outputs = self.model(images, training=False)
+        if self.flip_test:
+            mirrored = self.model(tf.reverse(images, axis=[2]), training=False)
+            probs, wh, reg = merge_flipped(outputs, mirrored)
+        else:
+            probs = tf.sigmoid(outputs["heatmap"])
+            wh, reg = outputs["wh"], outputs["reg"]
+        boxes, scores, classes = decode_probs(probs, wh, reg, self.k)
+        result = {"boxes": to_original_pixels(boxes, letterbox, original_size),
+                  "scores": scores, "classes": classes}
+        return result | {"heatmap": probs} if self.with_heatmap else result
+
+    def __call__(self, batch: Dict[str, tf.Tensor]) -> Dict[str, np.ndarray]:
+        """Detections of an `eval_dataset` batch: `boxes` `[B, K, 4]` xyxy original pixels,
+        `scores` `[B, K]`, `classes` `[B, K]` contiguous ids, `image_id` `[B]`."""
+        result = self._predict(batch["image"], batch["letterbox"],
+                               tf.cast(batch["original_size"], tf.int32))
+        return {"image_id": np.asarray(batch["image_id"]),
+                **{key: value.numpy() for key, value in result.items()}}
+
+
+def evaluate_predictions(predictor: Predictor, batches: Iterable[Dict[str, tf.Tensor]],
+                         evaluator: CocoEvaluator,
+                         progress: Optional[callable] = None) -> Dict[str, float]:
+    """Feed every batch's detections to `evaluator` and return its metrics."""
+    evaluator.reset()
+    for batch in batches:
+        detections = predictor(batch)
+        evaluator.process(detections["image_id"], detections["boxes"], detections["scores"],
+                          detections["classes"])
+        if progress is not None:
+            progress(len(detections["image_id"]))
+    return evaluator.evaluate()
+
+
+class SplitEvaluator:
+    """COCO evaluation of a model on the validation split `cfg.dataset.val_split`.
+
+    Built once (ground truth read, pipeline and compiled predictor ready), called any number
+    of times with the model's current weights; `evaluator.detections` holds the last call's
+    detections in COCO results format.
+    """
+
+    def __init__(self, model: keras.Model, source: Source, cfg: RunConfig):
+        split = cfg.dataset.val_split
+        self.batches = eval_dataset(source, split, cfg.model.input_size, cfg.eval.batch_size)
+        truth = coco_ground_truth(ground_truth(source, split), source.class_names,
+                                  source.category_ids)
+        self.evaluator = CocoEvaluator(truth, source.category_ids, source.class_names,
+                                       voc_metrics=cfg.eval.voc_metrics,
+                                       score_threshold=cfg.eval.score_threshold)
+        self.predictor = Predictor(model, cfg.eval.k, cfg.eval.flip_test)
+
+    def __call__(self) -> Dict[str, float]:
+        return evaluate_predictions(self.predictor, self.batches, self.evaluator)
