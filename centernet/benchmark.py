@@ -1,0 +1,129 @@
+"""Performance figures of the project's hot paths (`scripts/benchmark.py`).
+
+Each function warms up (tracing, first allocations) and then times repeated runs with
+`time.perf_counter`, returning a dict of figures; nothing here asserts a target.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Dict
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from centernet.config import DOWN_RATIO, ModelConfig, RunConfig
+from centernet.data.pipeline import train_dataset
+from centernet.data.sources import build_source
+from centernet.data.targets import render_targets
+from centernet.decode import decode
+from centernet.model import build_model
+
+
+def _time(function: Callable[[], object], repeats: int, warmup: int = 2) -> float:
+    """Median seconds per call of `function` after `warmup` calls."""
+    for _ in range(warmup):
+        function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def pipeline_throughput(cfg: RunConfig, batches: int = 30) -> Dict[str, float]:
+    """Training-pipeline images/s (decode, augment, letterbox, targets, batch) with no model."""
+    source = build_source(cfg.dataset)
+    iterator = iter(train_dataset(source, cfg))
+    for _ in range(3):
+        next(iterator)
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(iterator)
+    elapsed = time.perf_counter() - start
+    return {"images_per_sec": batches * cfg.train.batch_size / elapsed,
+            "batch_size": cfg.train.batch_size, "input_size": cfg.model.input_size}
+
+
+def render_targets_cost(num_objects: int, output_size: int = 128, num_classes: int = 80,
+                        max_objects: int = 128, repeats: int = 50) -> Dict[str, float]:
+    """Milliseconds per image of `render_targets` (compiled, as inside tf.data) for random
+    boxes on an `output_size` grid."""
+    rng = np.random.default_rng(0)
+    centres = rng.uniform(0, output_size, (num_objects, 2))
+    sizes = rng.uniform(2, output_size / 3, (num_objects, 2))
+    boxes = tf.constant(np.concatenate([centres - sizes / 2, centres + sizes / 2], 1), tf.float32)
+    labels = tf.constant(rng.integers(0, num_classes, num_objects), tf.int32)
+    render = tf.function(lambda b, l: render_targets(b, l, output_size, num_classes, max_objects))
+    seconds = _time(lambda: tf.nest.map_structure(lambda t: t.numpy(), render(boxes, labels)),
+                    repeats)
+    return {"ms_per_image": seconds * 1e3, "objects": num_objects, "output_size": output_size,
+            "classes": num_classes}
+
+
+def train_step_throughput(model_cfg: ModelConfig, batch_size: int, num_classes: int,
+                          precision: str = "float32", jit_compile: bool = False,
+                          repeats: int = 5) -> Dict[str, float]:
+    """Images/s of a full CenterNet train step (forward, stable loss, backward, Adam) on
+    random data, the model's own compute without the input pipeline."""
+    from centernet.losses import centernet_loss
+
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        model = build_model(model_cfg, num_classes)
+        optimizer = keras.optimizers.Adam(1e-4)
+        size, grid = model_cfg.input_size, model_cfg.input_size // DOWN_RATIO
+        rng = np.random.default_rng(0)
+        batch = {
+            "image": tf.constant(rng.integers(0, 256, (batch_size, size, size, 3)), tf.uint8),
+            "heatmap": tf.constant(rng.uniform(0, 0.9, (batch_size, grid, grid, num_classes)),
+                                   tf.float32),
+            "wh": tf.ones([batch_size, 128, 2]), "reg": tf.zeros([batch_size, 128, 2]),
+            "ind": tf.zeros([batch_size, 128], tf.int32), "mask": tf.ones([batch_size, 128]),
+        }
+
+        @tf.function(jit_compile=jit_compile)
+        def step(batch):
+            with tf.GradientTape() as tape:
+                loss = centernet_loss(model(batch["image"], training=True), batch)["loss"]
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            return loss
+
+        seconds = _time(lambda: step(batch).numpy(), repeats)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    return {"images_per_sec": batch_size / seconds, "ms_per_step": seconds * 1e3,
+            "model": model_cfg.name, "input_size": size, "batch_size": batch_size,
+            "classes": num_classes, "precision": precision, "jit_compile": jit_compile}
+
+
+def decode_cost(batch_size: int = 8, output_size: int = 128, num_classes: int = 80,
+                k: int = 100, repeats: int = 20) -> Dict[str, float]:
+    """Milliseconds of compiled `decode` for a batch of random outputs."""
+    rng = np.random.default_rng(0)
+    logits = tf.constant(rng.normal(-4, 2, (batch_size, output_size, output_size, num_classes)),
+                         tf.float32)
+    wh = tf.constant(rng.uniform(1, 30, (batch_size, output_size, output_size, 2)), tf.float32)
+    reg = tf.constant(rng.uniform(0, 1, (batch_size, output_size, output_size, 2)), tf.float32)
+    run = tf.function(lambda a, b, c: decode(a, b, c, k))
+    seconds = _time(lambda: [t.numpy() for t in run(logits, wh, reg)], repeats)
+    return {"ms_per_batch": seconds * 1e3, "batch_size": batch_size, "output_size": output_size,
+            "classes": num_classes, "k": k}
+
+
+def evaluation_cost(cfg: RunConfig) -> Dict[str, float]:
+    """Seconds to evaluate the validation split (predict, decode, pycocotools), with freshly
+    initialised weights (K detections per image, as a trained model gives)."""
+    from centernet.inference import SplitEvaluator
+
+    source = build_source(cfg.dataset)
+    start = time.perf_counter()
+    evaluate = SplitEvaluator(build_model(cfg.model, source.num_classes), source, cfg)
+    setup = time.perf_counter() - start
+    first = _time(evaluate, repeats=1, warmup=0)
+    second = _time(evaluate, repeats=1, warmup=0)
+    return {"setup_sec": setup, "first_sec": first, "steady_sec": second,
+            "images": source.num_examples(cfg.dataset.val_split)}

@@ -1,0 +1,69 @@
+"""Print performance figures: `python scripts/benchmark.py WHAT [options]`.
+
+  pipeline      training input pipeline images/s (no model)       [hydra-style overrides]
+  targets       render_targets ms per image at --objects N
+  train-step    model train-step images/s (--model, --input-size, --batch-size, --classes,
+                --precision, --jit)
+  decode        decode ms for a batch (--batch-size, --output-size, --classes, --k)
+  evaluate      validation-split evaluation seconds                 [hydra-style overrides]
+
+Hydra-style overrides compose `configs/train.yaml`, e.g.
+`python scripts/benchmark.py pipeline model.input_size=512 train.batch_size=8`.
+"""
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+
+CONFIGS = str(Path(__file__).resolve().parent.parent / "configs")
+
+
+def composed(overrides):
+    from centernet.config import validate
+
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        return validate(compose("train", overrides=overrides))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["pipeline", "targets", "train-step", "decode",
+                                         "evaluate"])
+    parser.add_argument("overrides", nargs="*", help="key=value config overrides")
+    parser.add_argument("--objects", type=int, nargs="+", default=[10, 100])
+    parser.add_argument("--model", default="resnet18")
+    parser.add_argument("--input-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--classes", type=int, default=20)
+    parser.add_argument("--precision", default="float32")
+    parser.add_argument("--jit", action="store_true")
+    parser.add_argument("--output-size", type=int, default=128)
+    parser.add_argument("--k", type=int, default=100)
+    args = parser.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from centernet import benchmark
+    from centernet.config import ModelConfig
+
+    if args.what == "pipeline":
+        results = [benchmark.pipeline_throughput(composed(args.overrides))]
+    elif args.what == "targets":
+        results = [benchmark.render_targets_cost(n) for n in args.objects]
+    elif args.what == "train-step":
+        model = ModelConfig(name=args.model, input_size=args.input_size)
+        results = [benchmark.train_step_throughput(model, args.batch_size, args.classes,
+                                                   args.precision, args.jit)]
+    elif args.what == "decode":
+        results = [benchmark.decode_cost(args.batch_size, args.output_size, args.classes,
+                                         args.k)]
+    else:
+        results = [benchmark.evaluation_cost(composed(args.overrides))]
+    for result in results:
+        print(json.dumps({"benchmark": args.what, **result}))
+
+
+if __name__ == "__main__":
+    main()

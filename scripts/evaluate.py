@@ -1,0 +1,38 @@
+"""COCO-evaluate a checkpoint: `python scripts/evaluate.py run_dir=DIR [checkpoint=PATH]`.
+
+Rebuilds the model from DIR's own saved config, loads its best (else latest) checkpoint, prints
+the metrics table and writes DIR/eval/metrics.json and DIR/eval/detections.json. Any dataset or
+eval key can be overridden, e.g. `dataset.val_split=test eval.flip_test=true`.
+"""
+
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from centernet.cli import run_command
+from centernet.config import SCRIPT_KEYS
+from centernet.runs import load_run_config, locate
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    def evaluate() -> dict:
+        run_dir, checkpoint = locate(cfg.run_dir, cfg.checkpoint)
+        run = load_run_config(run_dir, cfg, HydraConfig.get().overrides.task, SCRIPT_KEYS)
+        from centernet.evaluation import format_metrics_table
+        from centernet.runs import evaluate_run
+
+        output_dir = run_dir / "eval"
+        metrics = evaluate_run(run, checkpoint, output_dir)
+        print(f"checkpoint {checkpoint}, split {run.dataset.val_split}")
+        print(format_metrics_table(metrics))
+        print(f"wrote {output_dir / 'metrics.json'} and {output_dir / 'detections.json'}")
+        return metrics
+
+    run_command(evaluate)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""evaluate.py, predict.py, export.py and show_data.py on a real (smoke) training run."""
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from centernet.run_log import read_metrics
+from conftest import run_script
+
+pytestmark = pytest.mark.slow
+
+COCO_STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm",
+              "ARl")
+
+
+@pytest.fixture(scope="module")
+def trained_run(tfds_dir, tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("run")
+    result = run_script("train.py", "experiment=smoke", f"dataset.data_dir={tfds_dir}",
+                        f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def sample_images(trained_run, tmp_path_factory) -> Path:
+    """Validation-like RGB images of several sizes (aspect ratios) written as PNG."""
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for index, (height, width) in enumerate([(64, 64), (48, 80), (90, 60)]):
+        image = rng.integers(40, 120, (height, width, 3), dtype=np.uint8)
+        cv2.circle(image, (width // 2, height // 2), min(height, width) // 4, (250, 40, 40), -1)
+        cv2.rectangle(image, (2, 2), (width // 3, height // 3), (40, 240, 60), -1)
+        cv2.imwrite(str(folder / f"img{index}.png"), image[..., ::-1])
+    return folder
+
+
+def _same(a, b):
+    return (np.isnan(a) and np.isnan(b)) or a == pytest.approx(b, abs=1e-6)
+
+
+def test_evaluate_reproduces_the_ap_training_logged(trained_run):
+    """The best checkpoint's logged evaluation is reproduced by evaluate.py (all 12 COCO
+    stats within 1e-6), and the output files have the documented formats."""
+    best = json.loads((trained_run / "checkpoints" / "best" / "best.json").read_text())
+    logged = next(r for r in read_metrics(trained_run)
+                  if r["kind"] == "eval" and r["step"] == best["step"])
+    result = run_script("evaluate.py", f"run_dir={trained_run}")
+    assert result.returncode == 0, result.stderr
+    assert "AP50" in result.stdout
+    metrics = json.loads((trained_run / "eval" / "metrics.json").read_text())
+    assert metrics["checkpoint"].endswith(f"best/ckpt-{best['step']}")
+    for key in COCO_STATS:
+        expected = float("nan") if logged[key] is None else logged[key]
+        assert _same(metrics[key], expected), (key, metrics[key], expected)
+    assert metrics["AR100"] > 0  # the comparison is not between two empty results
+    detections = json.loads((trained_run / "eval" / "detections.json").read_text())
+    assert detections and set(detections[0]) == {"image_id", "category_id", "bbox", "score"}
+    assert {d["category_id"] for d in detections} <= {0, 1, 2}
+
+
+def test_evaluate_names_missing_and_mismatched_checkpoints(trained_run):
+    missing = run_script("evaluate.py", f"run_dir={trained_run}",
+                         f"checkpoint={trained_run}/checkpoints/ckpt-999")
+    assert missing.returncode == 2
+    assert "ckpt-999 does not exist" in missing.stderr and "ckpt-10" in missing.stderr
+    other = run_script("evaluate.py", f"run_dir={trained_run}", "model.name=mobilenetv2")
+    assert other.returncode == 2
+    assert "does not match the model config" in other.stderr and "mobilenetv2" in other.stderr
+
+
+def test_predict_writes_pictures_and_export_gives_the_same_boxes(trained_run, sample_images,
+                                                                 tmp_path):
+    predicted = run_script("predict.py", f"run_dir={trained_run}", f"input={sample_images}",
+                           f"output={tmp_path / 'pred'}", "score_threshold=0.0", "eval.k=20",
+                           "heatmap=true")
+    assert predicted.returncode == 0, predicted.stderr
+    records = json.loads((tmp_path / "pred" / "predictions.json").read_text())
+    assert sorted(p.name for p in (tmp_path / "pred").glob("*.png")) == [
+        "img0.png", "img1.png", "img2.png"]
+    exported = run_script("export.py", f"run_dir={trained_run}", f"output={tmp_path / 'sm'}",
+                          "eval.k=20")
+    assert exported.returncode == 0, exported.stderr
+    detector = tf.saved_model.load(str(tmp_path / "sm"))
+    for record in records:
+        image = cv2.imread(str(sample_images / record["file"]))[..., ::-1]
+        out = detector.signatures["serving_default"](images=tf.constant(image[None]))
+        np.testing.assert_allclose(out["boxes"].numpy()[0], record["boxes"], atol=1e-4)
+        np.testing.assert_allclose(out["scores"].numpy()[0], record["scores"], atol=1e-6)
+        np.testing.assert_array_equal(out["classes"].numpy()[0], record["classes"])
+        assert np.all(out["boxes"].numpy()[0][:, 2] <= image.shape[1])
+
+
+def test_predict_on_a_video_writes_a_video(trained_run, tmp_path):
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5, (80, 48))
+    for index in range(4):
+        frame = np.full((48, 80, 3), 60, np.uint8)
+        cv2.circle(frame, (20 + 10 * index, 24), 10, (40, 40, 250), -1)
+        writer.write(frame)
+    writer.release()
+    result = run_script("predict.py", f"run_dir={trained_run}", f"input={video}",
+                        f"output={tmp_path / 'out'}")
+    assert result.returncode == 0, result.stderr
+    capture = cv2.VideoCapture(str(tmp_path / "out" / "clip.mp4"))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 4
+    assert len(json.loads((tmp_path / "out" / "predictions.json").read_text())) == 4
+
+
+def test_predict_names_a_missing_input(trained_run, tmp_path):
+    result = run_script("predict.py", f"run_dir={trained_run}", f"input={tmp_path / 'nope'}")
+    assert result.returncode == 2 and "nope does not exist" in result.stderr
+
+
+def test_show_data_writes_a_grid(tfds_dir, tmp_path):
+    output = tmp_path / "grid.png"
+    result = run_script("show_data.py", "experiment=smoke", f"dataset.data_dir={tfds_dir}",
+                        f"output={output}", "num_images=6", "columns=3")
+    assert result.returncode == 0, result.stderr
+    image = cv2.imread(str(output))
+    assert image.shape == (2 * 64, 3 * 64, 3)
