@@ -114,14 +114,19 @@ class ModelConfig:
 
 @dataclass
 class TargetsConfig:
-    """Training-target rendering (DESIGN.md, Targets). `dense_wh` adds the original
-    CenterNet's `--dense_wh` size targets: every cell of an object's Gaussian regresses its
-    size, weighted by the heatmap, instead of the centre cell alone (far more size samples per
-    image, so sizes converge much sooner)."""
+    """Training-target rendering (DESIGN.md, Targets). `dense_wh` is the original
+    CenterNet's `--dense_wh`: every cell of an object's Gaussian window regresses its size,
+    weighted by the heatmap, instead of the centre cell alone; `dense_reg` does the same for
+    the offset to the object's centre, so a peak decoded one cell off still gives the right
+    centre. Both add many regression samples per image and speed up convergence.
+    `clip_to_edge` clips boxes to the output grid's edge `W` rather than the original's last
+    cell `W - 1`, which shortens boxes at the right and bottom borders (see `render_targets`)."""
 
     max_objects: int = 128
     min_overlap: float = 0.7
     dense_wh: bool = False
+    dense_reg: bool = False
+    clip_to_edge: bool = True
 
     def __post_init__(self) -> None:
         _at_least("targets.max_objects", self.max_objects, 1)

@@ -98,10 +98,10 @@ def reg_l1_loss(pred: tf.Tensor, ind: tf.Tensor, mask: tf.Tensor, target: tf.Ten
 
 
 def dense_l1_loss(pred: tf.Tensor, target: tf.Tensor, weight: tf.Tensor) -> tf.Tensor:
-    """Heatmap-weighted L1 over every cell (the original CenterNet's `--dense_wh` size loss).
+    """Heatmap-weighted L1 over every cell (the original CenterNet's `--dense_wh` loss).
 
     Args:
-        pred, target: `[B, H, W, 2]` sizes in output pixels.
+        pred, target: `[B, H, W, 2]` sizes or offsets in output pixels.
         weight: `[B, H, W]` per-cell weight (the target heatmap's maximum over classes).
 
     Returns:
@@ -113,6 +113,14 @@ def dense_l1_loss(pred: tf.Tensor, target: tf.Tensor, weight: tf.Tensor) -> tf.T
     return error / (tf.reduce_sum(weights) * 2 + 1e-4)
 
 
+def _regression_loss(outputs: Mapping[str, tf.Tensor], targets: Mapping[str, tf.Tensor],
+                     key: str) -> tf.Tensor:
+    """Dense L1 when the targets have `dense_<key>`, else L1 at the centre cells."""
+    if f"dense_{key}" in targets:
+        return dense_l1_loss(outputs[key], targets[f"dense_{key}"], targets["dense_mask"])
+    return reg_l1_loss(outputs[key], targets["ind"], targets["mask"], targets[key])
+
+
 def centernet_loss(outputs: Mapping[str, tf.Tensor], targets: Mapping[str, tf.Tensor],
                    impl: str = "stable", alpha: float = 2.0, beta: float = 4.0,
                    heatmap_weight: float = 1.0, wh_weight: float = 0.1,
@@ -122,17 +130,15 @@ def centernet_loss(outputs: Mapping[str, tf.Tensor], targets: Mapping[str, tf.Te
     Args:
         outputs: model outputs `heatmap` `[B, H, W, C]` logits, `wh` and `reg` `[B, H, W, 2]`.
         targets: batched `render_targets` output (`heatmap`, `wh`, `reg`, `ind`, `mask`); when
-            it holds `dense_wh` (`targets.dense_wh=true`) the size loss is `dense_l1_loss`.
+            it holds `dense_wh` / `dense_reg` (`targets.dense_wh=true`, `targets.dense_reg=true`)
+            the size / offset loss is `dense_l1_loss` weighted by `dense_mask`.
 
     Returns:
         dict of float32 scalars `loss` (weighted total), `heatmap`, `wh`, `offset`.
     """
     heatmap = tf.cast(focal_loss(outputs["heatmap"], targets["heatmap"], impl, alpha, beta),
                       tf.float32)
-    if "dense_wh" in targets:
-        wh = dense_l1_loss(outputs["wh"], targets["dense_wh"], targets["dense_wh_mask"])
-    else:
-        wh = reg_l1_loss(outputs["wh"], targets["ind"], targets["mask"], targets["wh"])
-    offset = reg_l1_loss(outputs["reg"], targets["ind"], targets["mask"], targets["reg"])
+    wh = _regression_loss(outputs, targets, "wh")
+    offset = _regression_loss(outputs, targets, "reg")
     total = heatmap_weight * heatmap + wh_weight * wh + offset_weight * offset
     return {"loss": total, "heatmap": heatmap, "wh": wh, "offset": offset}

@@ -1,4 +1,5 @@
-"""`targets.dense_wh`: the original CenterNet's `--dense_wh` size targets, checked against a
+"""`targets.dense_wh` / `dense_reg`: the original CenterNet's `--dense_wh` size targets (and
+the `is_offset` form of its `draw_dense_reg` for offsets), checked against a
 sequential float64 reference that follows `draw_dense_reg` literally (object by object, each
 overwriting where its Gaussian is at least the running heatmap maximum)."""
 
@@ -11,7 +12,7 @@ from centernet.losses import dense_l1_loss
 from test_targets import SCENES, random_scene, ref_radius
 
 
-def ref_dense_wh(boxes, labels, output_size, max_objects, min_overlap=0.7):
+def ref_dense(boxes, labels, output_size, max_objects, min_overlap=0.7):
     H, W = output_size
     b = np.asarray(boxes, np.float64).reshape(-1, 4)
     x1, x2 = np.clip(b[:, 0], 0, W - 1), np.clip(b[:, 2], 0, W - 1)
@@ -19,34 +20,52 @@ def ref_dense_wh(boxes, labels, output_size, max_objects, min_overlap=0.7):
     w, h = x2 - x1, y2 - y1
     used = np.flatnonzero((w > 0) & (h > 0))[:max_objects]
     running_max = np.zeros((H, W))
-    dense = np.zeros((H, W, 2))
+    dense_wh = np.zeros((H, W, 2))
+    dense_reg = np.zeros((H, W, 2))
     yy, xx = np.mgrid[0:H, 0:W]
     for i in used:
-        px, py = int(np.floor((x1[i] + x2[i]) / 2)), int(np.floor((y1[i] + y2[i]) / 2))
+        cx, cy = (x1[i] + x2[i]) / 2, (y1[i] + y2[i]) / 2
+        px, py = int(np.floor(cx)), int(np.floor(cy))
         r = max(0, int(ref_radius(np.ceil(h[i]), np.ceil(w[i]), min_overlap)))
         sigma = (2 * r + 1) / 6
         window = (np.abs(xx - px) <= r) & (np.abs(yy - py) <= r)
         g = np.where(window, np.exp(-((xx - px) ** 2 + (yy - py) ** 2) / (2 * sigma ** 2)), 0)
         running_max = np.maximum(running_max, g)  # draw_gaussian comes first in ctdet.py
         overwrite = window & (g >= running_max)
-        dense[overwrite] = (w[i], h[i])
-    return dense, running_max
+        dense_wh[overwrite] = (w[i], h[i])
+        # draw_dense_reg(is_offset=True): the centre offset minus the cell's distance to p
+        dense_reg[overwrite, 0] = (cx - px) - (xx[overwrite] - px)
+        dense_reg[overwrite, 1] = (cy - py) - (yy[overwrite] - py)
+    return dense_wh, dense_reg, running_max
 
 
 @pytest.mark.parametrize("seed, size, num_classes, max_objects, n", SCENES)
-def test_dense_wh_matches_sequential_reference(seed, size, num_classes, max_objects, n):
+def test_dense_targets_match_sequential_reference(seed, size, num_classes, max_objects, n):
     boxes, labels = random_scene(np.random.default_rng(seed), *size, num_classes, n)
-    got = render_targets(boxes, labels, size, num_classes, max_objects, dense_wh=True)
-    dense, weight = ref_dense_wh(boxes, labels, size, max_objects)
-    np.testing.assert_allclose(got["dense_wh"].numpy(), dense, atol=1e-5)
-    np.testing.assert_allclose(got["dense_wh_mask"].numpy(), weight, atol=1e-6)
-    np.testing.assert_allclose(got["dense_wh_mask"].numpy(), got["heatmap"].numpy().max(-1))
+    got = render_targets(boxes, labels, size, num_classes, max_objects, dense_wh=True,
+                         dense_reg=True)
+    dense_wh, dense_reg, weight = ref_dense(boxes, labels, size, max_objects)
+    np.testing.assert_allclose(got["dense_wh"].numpy(), dense_wh, atol=1e-5)
+    np.testing.assert_allclose(got["dense_reg"].numpy(), dense_reg, atol=1e-5)
+    np.testing.assert_allclose(got["dense_mask"].numpy(), weight, atol=1e-6)
+    np.testing.assert_allclose(got["dense_mask"].numpy(), got["heatmap"].numpy().max(-1))
 
 
-def test_dense_wh_with_no_boxes_is_zero():
+def test_dense_targets_with_no_boxes_are_zero():
     got = render_targets(np.zeros((0, 4), np.float32), np.zeros((0,), np.int32), 8, 2, 4,
-                         dense_wh=True)
-    assert not got["dense_wh"].numpy().any() and not got["dense_wh_mask"].numpy().any()
+                         dense_wh=True, dense_reg=True)
+    for key in ("dense_wh", "dense_reg", "dense_mask"):
+        assert not got[key].numpy().any()
+
+
+def test_dense_offset_points_every_owned_cell_at_the_centre():
+    """Decoding at any covered cell with its dense offset lands on the object's centre."""
+    got = render_targets(np.array([[3.25, 4.5, 12.75, 13.0]], np.float32),
+                         np.zeros((1,), np.int32), 16, 1, 4, dense_reg=True)
+    cells = np.argwhere(got["dense_mask"].numpy() > 0)
+    centres = cells[:, ::-1] + got["dense_reg"].numpy()[cells[:, 0], cells[:, 1]]
+    np.testing.assert_allclose(centres, np.tile([[8.0, 8.75]], (len(cells), 1)), atol=1e-6)
+    assert len(cells) > 1
 
 
 def test_dense_l1_loss_is_the_weighted_mean():

@@ -46,7 +46,8 @@ def train_example(record: Dict[str, tf.Tensor], seed: tf.Tensor, cfg: RunConfig,
                              tf.boolean_mask(example["labels"], trained),
                              cfg.model.input_size // DOWN_RATIO, num_classes,
                              cfg.targets.max_objects, cfg.targets.min_overlap,
-                             cfg.targets.dense_wh)
+                             cfg.targets.dense_wh, cfg.targets.dense_reg,
+                             cfg.targets.clip_to_edge)
     return {"image": image, **targets}
 
 

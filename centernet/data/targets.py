@@ -72,11 +72,13 @@ def _pad_rows(values: tf.Tensor, rows: int) -> tf.Tensor:
 
 
 def render_targets(boxes, labels, output_size: OutputSize, num_classes: int, max_objects: int,
-                   min_overlap: float = 0.7, dense_wh: bool = False) -> Dict[str, tf.Tensor]:
+                   min_overlap: float = 0.7, dense_wh: bool = False,
+                   dense_reg: bool = False, clip_to_edge: bool = False) -> Dict[str, tf.Tensor]:
     """Render one image's CenterNet targets.
 
-    Boxes are clipped to `[0, W-1] x [0, H-1]`; a box whose clipped width or height is not
-    positive is skipped and takes no slot. The first `max_objects` remaining boxes (input order)
+    Boxes are clipped to `[0, W-1] x [0, H-1]` as the original CenterNet does (or, with
+    `clip_to_edge`, to the grid's edge `[0, W] x [0, H]`); a box whose clipped width or height
+    is not positive is skipped and takes no slot. The first `max_objects` remaining boxes (input order)
     fill slots `0..`; the rest are dropped and counted in `num_dropped`.
 
     Args:
@@ -86,16 +88,23 @@ def render_targets(boxes, labels, output_size: OutputSize, num_classes: int, max
         num_classes: number of heatmap channels `C`.
         max_objects: number of regression slots `K`.
         min_overlap: `min_overlap` of `gaussian_radius`.
-        dense_wh: also render the original CenterNet's `--dense_wh` targets (below).
+        dense_wh: also render the original CenterNet's `--dense_wh` size targets (below).
+        dense_reg: also render dense offset targets (below).
+        clip_to_edge: clip to `W` and `H` instead of `W - 1` and `H - 1`. In continuous pixel
+            coordinates the grid ends at `W`; the original's `W - 1` shortens every box that
+            reaches the right or bottom border by up to one output pixel (a stride of input
+            pixels), which costs AP at strict IoU thresholds.
 
     Returns:
         dict with `heatmap` `[H, W, C]` float32 (one exact 1.0 peak per kept centre),
         `wh` `[K, 2]` float32 clipped box size in output pixels, `reg` `[K, 2]` float32 centre
         minus integer centre, `ind` `[K]` int32 `py * W + px`, `mask` `[K]` float32 (1 = used
-        slot), `num_dropped` int32 scalar. With `dense_wh`, also `dense_wh` `[H, W, 2]`: in
-        every cell of an object's Gaussian window where its Gaussian is the largest (a later
-        object wins ties, as the original's `draw_dense_reg` overwrites), that object's `wh`;
-        and `dense_wh_mask` `[H, W]`: the heatmap's maximum over classes, the loss weight.
+        slot), `num_dropped` int32 scalar. Dense targets are drawn in every cell of an
+        object's Gaussian window where its Gaussian is the largest (a later object wins ties,
+        as the original's `draw_dense_reg` overwrites): `dense_wh` `[H, W, 2]` that object's
+        `wh`, `dense_reg` `[H, W, 2]` its centre minus the cell (`draw_dense_reg` with
+        `is_offset`), and `dense_mask` `[H, W]` the heatmap's maximum over classes, the loss
+        weight.
     """
     height, width = _output_hw(output_size)
     boxes = tf.reshape(tf.cast(boxes, tf.float64), [-1, 4])
@@ -103,10 +112,11 @@ def render_targets(boxes, labels, output_size: OutputSize, num_classes: int, max
     tf.debugging.assert_less(labels, num_classes, message="render_targets: label >= num_classes")
     tf.debugging.assert_non_negative(labels, message="render_targets: negative label")
 
-    x1 = tf.clip_by_value(boxes[:, 0], 0.0, width - 1.0)
-    y1 = tf.clip_by_value(boxes[:, 1], 0.0, height - 1.0)
-    x2 = tf.clip_by_value(boxes[:, 2], 0.0, width - 1.0)
-    y2 = tf.clip_by_value(boxes[:, 3], 0.0, height - 1.0)
+    max_x, max_y = (width, height) if clip_to_edge else (width - 1, height - 1)
+    x1 = tf.clip_by_value(boxes[:, 0], 0.0, max_x)
+    y1 = tf.clip_by_value(boxes[:, 1], 0.0, max_y)
+    x2 = tf.clip_by_value(boxes[:, 2], 0.0, max_x)
+    y2 = tf.clip_by_value(boxes[:, 3], 0.0, max_y)
     valid = tf.where((x2 - x1 > 0) & (y2 - y1 > 0))[:, 0]
     num_dropped = tf.maximum(tf.size(valid, out_type=tf.int32) - max_objects, 0)
     kept = valid[:max_objects]
@@ -129,7 +139,9 @@ def render_targets(boxes, labels, output_size: OutputSize, num_classes: int, max
                            [1, 2, 0])
 
     wh = tf.cast(tf.stack([box_w, box_h], axis=1), tf.float32)
-    dense = _dense_wh(per_object, wh) if dense_wh else {}
+    dense = {}
+    if dense_wh or dense_reg:
+        dense = _dense_targets(per_object, wh, centre_x, centre_y, dense_wh, dense_reg)
     reg = tf.cast(tf.stack([centre_x - int_x, centre_y - int_y], axis=1), tf.float32)
     ind = tf.cast(int_y * width + int_x, tf.int32)
     mask = tf.ones_like(ind, dtype=tf.float32)
@@ -144,8 +156,10 @@ def render_targets(boxes, labels, output_size: OutputSize, num_classes: int, max
     }
 
 
-def _dense_wh(per_object: tf.Tensor, wh: tf.Tensor) -> Dict[str, tf.Tensor]:
-    """Dense size targets from the per-object Gaussians `[N, H, W]` and sizes `[N, 2]`.
+def _dense_targets(per_object: tf.Tensor, wh: tf.Tensor, centre_x: tf.Tensor,
+                   centre_y: tf.Tensor, dense_wh: bool, dense_reg: bool) -> Dict[str, tf.Tensor]:
+    """Dense size and offset targets from the per-object Gaussians `[N, H, W]`, the sizes
+    `[N, 2]` and the float64 centres `[N]`.
 
     The last object whose Gaussian is a cell's maximum owns it: exactly what the original's
     sequential `draw_dense_reg` leaves behind (object k overwrites where its Gaussian is at
@@ -153,11 +167,24 @@ def _dense_wh(per_object: tf.Tensor, wh: tf.Tensor) -> Dict[str, tf.Tensor]:
     """
     height, width = per_object.shape[1], per_object.shape[2]
     planes = tf.concat([tf.zeros([1, height, width], per_object.dtype), per_object], axis=0)
-    sizes = tf.concat([tf.zeros([1, 2], wh.dtype), wh], axis=0)
     strongest = tf.reduce_max(planes, axis=0)  # [H, W], the heatmap's max over classes
     owner = tf.shape(planes)[0] - 1 - tf.argmax(tf.reverse(planes, axis=[0]), axis=0,
                                                 output_type=tf.int32)
-    owned = tf.gather(sizes, owner)  # [H, W, 2]
-    dense = tf.where((strongest > 0)[..., tf.newaxis], owned, tf.zeros_like(owned))
-    return {"dense_wh": tf.ensure_shape(dense, [height, width, 2]),
-            "dense_wh_mask": tf.ensure_shape(strongest, [height, width])}
+    covered = (strongest > 0)[..., tf.newaxis]
+    targets = {"dense_mask": tf.ensure_shape(strongest, [height, width])}
+
+    def owned(per_object_values: tf.Tensor) -> tf.Tensor:
+        """`[N, 2]` values -> `[H, W, 2]`: each covered cell gets its owner's."""
+        values = tf.concat([tf.zeros([1, 2], per_object_values.dtype), per_object_values], 0)
+        dense = tf.gather(values, owner)
+        return tf.ensure_shape(tf.where(covered, dense, tf.zeros_like(dense)),
+                               [height, width, 2])
+
+    if dense_wh:
+        targets["dense_wh"] = owned(wh)
+    if dense_reg:
+        cells = tf.stack(tf.meshgrid(tf.range(width, dtype=tf.float64),
+                                     tf.range(height, dtype=tf.float64)), axis=-1)  # [H, W, 2]
+        centres = owned(tf.stack([centre_x, centre_y], axis=1))
+        targets["dense_reg"] = tf.cast(tf.where(covered, centres - cells, 0.0), tf.float32)
+    return targets
