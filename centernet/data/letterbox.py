@@ -46,10 +46,15 @@ def letterbox_image(image: tf.Tensor, input_size: int) -> Tuple[tf.Tensor, tf.Te
     """
     shape = tf.shape(image)
     params = letterbox_params(shape[-3], shape[-2], input_size)
-    _, _, new_h, new_w = _resized_size(shape[-3], shape[-2], input_size)
-    resized = tf.image.resize(image, tf.cast(tf.stack([new_h, new_w]), tf.int32),
-                              method="bilinear", antialias=True)
-    resized = tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
+    height, width, new_h, new_w = _resized_size(shape[-3], shape[-2], input_size)
+
+    def resize() -> tf.Tensor:
+        resized = tf.image.resize(image, tf.cast(tf.stack([new_h, new_w]), tf.int32),
+                                  method="bilinear", antialias=True)
+        return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
+
+    unchanged = tf.logical_and(tf.equal(new_h, height), tf.equal(new_w, width))
+    resized = tf.cond(unchanged, lambda: tf.cast(image, tf.uint8), resize)
     padded = tf.image.pad_to_bounding_box(resized, tf.cast(params[3], tf.int32),
                                           tf.cast(params[2], tf.int32), input_size, input_size)
     return tf.ensure_shape(padded, image.shape[:-3] + [input_size, input_size, 3]), params
