@@ -19,7 +19,7 @@ def test_groups_and_experiment_override():
                                    "optimizer=sgd", "schedule=step"]))
     assert (run.loss.impl, run.model.name, run.optimizer.name, run.schedule.name) == (
         "naive", "mobilenetv2", "sgd", "step")
-    assert run.train.max_steps == 10 and run.model.input_size == 64
+    assert run.train.max_steps == 40 and run.model.input_size == 64
 
 
 def test_cfg_job_prints_composed_config_with_shapes():

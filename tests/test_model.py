@@ -19,7 +19,7 @@ def test_resnet18_heads_are_stride_4_float32_with_the_focal_prior():
     out = _outputs(model, 64)
     assert out["heatmap"].shape == (2, 16, 16, 5)
     assert out["wh"].shape == out["reg"].shape == (2, 16, 16, 2)
-    assert all(str(t.dtype) == "float32" for t in out.values())
+    assert all(t.dtype.name == "float32" for t in out.values())
     bias = model.get_layer("heatmap_out").bias.numpy()
     np.testing.assert_allclose(bias, -2.19)  # sigmoid(-2.19) = 0.1, the CenterNet prior
     assert model.get_layer("neck_deconv1").filters == 256
@@ -34,7 +34,7 @@ def test_heads_stay_float32_under_mixed_precision():
         out = _outputs(model, 64)
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    assert all(str(t.dtype) == "float32" for t in out.values())
+    assert all(t.dtype.name == "float32" for t in out.values())
 
 
 @pytest.mark.parametrize("name", ["resnet50", "mobilenetv2"])

@@ -67,7 +67,7 @@ def test_evaluate_names_missing_and_mismatched_checkpoints(trained_run):
     missing = run_script("evaluate.py", f"run_dir={trained_run}",
                          f"checkpoint={trained_run}/checkpoints/ckpt-999")
     assert missing.returncode == 2
-    assert "ckpt-999 does not exist" in missing.stderr and "ckpt-10" in missing.stderr
+    assert "ckpt-999 does not exist" in missing.stderr and "ckpt-40" in missing.stderr
     other = run_script("evaluate.py", f"run_dir={trained_run}", "model.name=mobilenetv2")
     assert other.returncode == 2
     assert "does not match the model config" in other.stderr and "mobilenetv2" in other.stderr

@@ -48,14 +48,15 @@ def test_loss_falls_on_a_fixed_batch(tfds_dir):
 
 
 def test_nonfinite_step_changes_nothing(tfds_dir):
-    """naive loss + a saturated heatmap (bias -200): NaN at once; the step is not applied and
-    the BatchNorm statistics its forward pass touched are restored."""
+    """naive loss + a saturated heatmap (bias -200): non-finite at once (inf or NaN, as XLA
+    fuses it); the step is not applied and the BatchNorm statistics its forward pass touched
+    are restored."""
     model, optimizer, step, batch = _step_setup(["loss=naive", "model.heatmap_bias=-200"],
                                                 tfds_dir)
     before = [v.numpy().copy() for v in model.variables]
     values = step(batch)
     assert not bool(values["finite"]) and not bool(values["applied"])
-    assert math.isnan(float(values["heatmap"]))
+    assert not math.isfinite(float(values["heatmap"]))
     assert int(optimizer.iterations.numpy()) == 0
     for old, variable in zip(before, model.variables):
         np.testing.assert_array_equal(old, variable.numpy())
@@ -83,7 +84,7 @@ def test_stop_keeps_earlier_checkpoints_and_skip_continues(tfds_dir, tmp_path):
     blows the logits up: the CLI exits non-zero naming the step, ckpt-5 survives and is
     finite. The same with on_nonfinite=skip runs to the end and counts the skipped steps."""
     base = ["experiment=smoke", f"dataset.data_dir={tfds_dir}", f"hydra.run.dir={tmp_path}",
-            "train.eval_every=0", "train.max_steps=14"]
+            "train.eval_every=0", "train.max_steps=14", "train.checkpoint_every=100"]
     first = run_script("train.py", *base, "train.stop_at_step=5")
     assert first.returncode == 0, first.stderr
     blow_up = ["loss=naive", "optimizer=sgd", "train.lr=1e4", "train.scale_lr=false"]
@@ -118,7 +119,7 @@ def test_resume_continues_step_count_and_schedule(tfds_dir, tmp_path):
     for record in records:
         expected = reference(record["step"] - 1, run.train.peak_lr, 12, run.schedule.name,
                              run.schedule.warmup_steps, floor=run.schedule.min_lr_ratio)
-        assert record["lr"] == pytest.approx(expected, rel=1e-5, abs=1e-12)
+        assert record["lr"] == pytest.approx(expected, rel=1e-5, abs=run.train.peak_lr * 1e-6)
     assert [r["step"] for r in read_metrics(tmp_path) if r["kind"] == "eval"] == [12]
 
 
