@@ -17,10 +17,11 @@ def main(cfg: DictConfig) -> None:
         run = validate(cfg)
         from centernet.config import DOWN_RATIO
         from centernet.data.pipeline import train_dataset
-        from centernet.data.sources import build_source
+        from centernet.data.sources import build_source, check_splits
         from centernet.visualize import draw_training_example, image_grid, write_image
 
         source = build_source(run.dataset)
+        check_splits(source, [run.dataset.train_split])
         examples = train_dataset(source, run).unbatch().take(cfg.num_images)
         pictures = [draw_training_example(e.pop("image"), e, source.class_names, DOWN_RATIO)
                     for e in examples.as_numpy_iterator()]

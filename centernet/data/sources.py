@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -61,30 +61,44 @@ class Source:
     def read(self, split: str) -> tf.data.Dataset:
         """Records of `split` in file order: `image` (encoded bytes), `image_id` int64,
         `boxes` float32 `[N, 4]` normalised `ymin, xmin, ymax, xmax`, `labels` int32 `[N]`,
-        `is_crowd` bool `[N]`."""
-        self._split_info(split)
-        features = self.builder.info.features
-        object_features = features["objects"]
+        `is_crowd` bool `[N]`. Entry points check the split first (`check_splits`)."""
         dataset = self.builder.as_dataset(split=split, shuffle_files=False,
                                           decoders={"image": tfds.decode.SkipDecoding()})
-        has_id = "image/id" in features
-        ignore_key = next((key for key in ("is_crowd", "is_difficult") if key in object_features),
-                          None)
+        has_id, ignore_key = record_layout(self.builder.info.features)
+        return dataset.enumerate().map(
+            lambda index, example: to_record(example, index, has_id, ignore_key),
+            num_parallel_calls=tf.data.AUTOTUNE)
 
-        def to_record(index: tf.Tensor, example: Record) -> Record:
-            objects = example["objects"]
-            labels = tf.cast(objects["label"], tf.int32)
-            is_crowd = (tf.cast(objects[ignore_key], tf.bool) if ignore_key
-                        else tf.zeros_like(labels, dtype=tf.bool))
-            return {
-                "image": example["image"],
-                "image_id": tf.cast(example["image/id"] if has_id else index, tf.int64),
-                "boxes": tf.cast(objects["bbox"], tf.float32),
-                "labels": labels,
-                "is_crowd": is_crowd,
-            }
 
-        return dataset.enumerate().map(to_record, num_parallel_calls=tf.data.AUTOTUNE)
+def record_layout(features) -> Tuple[bool, Optional[str]]:
+    """Whether a TFDS feature dict has `image/id`, and its ignore flag in `objects`
+    (`is_crowd` for COCO, `is_difficult` for VOC, None when there is none)."""
+    ignore_key = next((key for key in ("is_crowd", "is_difficult") if key in features["objects"]),
+                      None)
+    return "image/id" in features, ignore_key
+
+
+def to_record(example: Record, index: tf.Tensor, has_id: bool,
+              ignore_key: str | None) -> Record:
+    """A TFDS detection example -> a record (see `Source.read`).
+
+    Args:
+        example: TFDS features with `image`, `objects/bbox`, `objects/label` (and `image/id`).
+        index: the example's position in its split, its id when it has no `image/id`.
+        has_id: whether `image/id` exists.
+        ignore_key: the `objects` flag marking boxes to ignore (`is_crowd`, `is_difficult`).
+    """
+    objects = example["objects"]
+    labels = tf.cast(objects["label"], tf.int32)
+    is_crowd = (tf.cast(objects[ignore_key], tf.bool) if ignore_key
+                else tf.zeros_like(labels, dtype=tf.bool))
+    return {
+        "image": example["image"],
+        "image_id": tf.cast(example["image/id"] if has_id else index, tf.int64),
+        "boxes": tf.cast(objects["bbox"], tf.float32),
+        "labels": labels,
+        "is_crowd": is_crowd,
+    }
 
 
 def decode_record(record: Record) -> Record:
