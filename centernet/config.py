@@ -153,10 +153,12 @@ class LossConfig:
     heatmap_weight: float = 1.0
     wh_weight: float = 0.1
     offset_weight: float = 1.0
+    giou_weight: float = 0.0
 
     def __post_init__(self) -> None:
         _choice("loss.impl", self.impl, LOSS_IMPLS)
-        for key in ("alpha", "beta", "heatmap_weight", "wh_weight", "offset_weight"):
+        for key in ("alpha", "beta", "heatmap_weight", "wh_weight", "offset_weight",
+                    "giou_weight"):
             _at_least(f"loss.{key}", getattr(self, key), 0.0)
 
 

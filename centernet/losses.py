@@ -113,6 +113,48 @@ def dense_l1_loss(pred: tf.Tensor, target: tf.Tensor, weight: tf.Tensor) -> tf.T
     return error / (tf.reduce_sum(weights) * 2 + 1e-4)
 
 
+def giou_loss(wh: tf.Tensor, reg: tf.Tensor, ind: tf.Tensor, mask: tf.Tensor,
+              wh_target: tf.Tensor, reg_target: tf.Tensor) -> tf.Tensor:
+    """Generalised-IoU loss of the boxes predicted at the objects' centre cells.
+
+    The box at a centre cell is `(offset - size / 2, offset + size / 2)` relative to the cell's
+    corner, exactly what `decode` returns; the target box is built the same way from the
+    targets. Unlike L1 on pixel sizes it is scale-invariant, so small objects count as much as
+    large ones (TTFNet, Liu et al. 2020, trains CenterNet-style heads with it). Negative
+    predicted sizes count as 0 in the box; the L1 size loss pulls them back.
+
+    Args:
+        wh, reg: `[B, H, W, 2]` predicted sizes and offsets (output pixels).
+        ind: `[B, K]` int32 flattened centre cells; mask: `[B, K]` 1 for used slots.
+        wh_target, reg_target: `[B, K, 2]` target sizes and offsets.
+
+    Returns:
+        float32 scalar `sum((1 - GIoU) * mask) / (sum(mask) + 1e-4)`, in `[0, 2]`.
+    """
+    batch = tf.shape(wh)[0]
+
+    def at_centres(dense: tf.Tensor) -> tf.Tensor:
+        flat = tf.reshape(tf.cast(dense, tf.float32), [batch, -1, 2])
+        return tf.gather(flat, ind, batch_dims=1)
+
+    def corners(size: tf.Tensor, offset: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+        half = tf.maximum(size, 0.0) / 2
+        return offset - half, offset + half
+
+    low, high = corners(at_centres(wh), at_centres(reg))
+    t_low, t_high = corners(tf.cast(wh_target, tf.float32), tf.cast(reg_target, tf.float32))
+    area = tf.reduce_prod(high - low, axis=-1)
+    t_area = tf.reduce_prod(t_high - t_low, axis=-1)
+    inter = tf.reduce_prod(tf.maximum(tf.minimum(high, t_high) - tf.maximum(low, t_low), 0.0),
+                           axis=-1)
+    union = area + t_area - inter
+    hull = tf.reduce_prod(tf.maximum(high, t_high) - tf.minimum(low, t_low), axis=-1)
+    eps = 1e-7
+    giou = inter / (union + eps) - (hull - union) / (hull + eps)
+    weights = tf.cast(mask, tf.float32)
+    return tf.reduce_sum((1 - giou) * weights) / (tf.reduce_sum(weights) + 1e-4)
+
+
 def _regression_loss(outputs: Mapping[str, tf.Tensor], targets: Mapping[str, tf.Tensor],
                      key: str) -> tf.Tensor:
     """Dense L1 when the targets have `dense_<key>`, else L1 at the centre cells."""
@@ -124,7 +166,8 @@ def _regression_loss(outputs: Mapping[str, tf.Tensor], targets: Mapping[str, tf.
 def centernet_loss(outputs: Mapping[str, tf.Tensor], targets: Mapping[str, tf.Tensor],
                    impl: str = "stable", alpha: float = 2.0, beta: float = 4.0,
                    heatmap_weight: float = 1.0, wh_weight: float = 0.1,
-                   offset_weight: float = 1.0) -> Dict[str, tf.Tensor]:
+                   offset_weight: float = 1.0, giou_weight: float = 0.0
+                   ) -> Dict[str, tf.Tensor]:
     """The weighted CenterNet loss and its parts.
 
     Args:
@@ -132,13 +175,18 @@ def centernet_loss(outputs: Mapping[str, tf.Tensor], targets: Mapping[str, tf.Te
         targets: batched `render_targets` output (`heatmap`, `wh`, `reg`, `ind`, `mask`); when
             it holds `dense_wh` / `dense_reg` (`targets.dense_wh=true`, `targets.dense_reg=true`)
             the size / offset loss is `dense_l1_loss` weighted by `dense_mask`.
+        giou_weight: weight of `giou_loss` in the total; 0 (the original CenterNet) still
+            reports it, as a measure of how well the boxes fit.
 
     Returns:
-        dict of float32 scalars `loss` (weighted total), `heatmap`, `wh`, `offset`.
+        dict of float32 scalars `loss` (weighted total), `heatmap`, `wh`, `offset`, `giou`.
     """
     heatmap = tf.cast(focal_loss(outputs["heatmap"], targets["heatmap"], impl, alpha, beta),
                       tf.float32)
     wh = _regression_loss(outputs, targets, "wh")
     offset = _regression_loss(outputs, targets, "reg")
-    total = heatmap_weight * heatmap + wh_weight * wh + offset_weight * offset
-    return {"loss": total, "heatmap": heatmap, "wh": wh, "offset": offset}
+    giou = giou_loss(outputs["wh"], outputs["reg"], targets["ind"], targets["mask"],
+                     targets["wh"], targets["reg"])
+    total = (heatmap_weight * heatmap + wh_weight * wh + offset_weight * offset
+             + giou_weight * giou)
+    return {"loss": total, "heatmap": heatmap, "wh": wh, "offset": offset, "giou": giou}

@@ -1,10 +1,10 @@
 """What a run reports: `metrics.jsonl`, TensorBoard events and the progress bar.
 
 `metrics.jsonl` holds one JSON object per line: `{"step", "kind": "train", "loss", "heatmap",
-"wh", "offset", "lr", "images_per_sec", "skipped", "dropped_objects"}` every `train.log_every`
-steps and `{"step", "kind": "eval", "AP", "AP50", ...}` after each evaluation. When a run resumes
-from step N, records after N (written after its last checkpoint) are removed first, so the log
-reads as one uninterrupted run.
+"wh", "offset", "giou", "lr", "images_per_sec", "skipped", "dropped_objects"}` every
+`train.log_every` steps and `{"step", "kind": "eval", "AP", "AP50", ...}` after each evaluation.
+When a run resumes from step N, records after N (written after its last checkpoint) are removed
+first, so the log reads as one uninterrupted run.
 """
 
 from __future__ import annotations

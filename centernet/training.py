@@ -29,7 +29,7 @@ from centernet.model import build_model
 from centernet.optim import build_optimizer, build_schedule
 from centernet.run_log import Progress, RunLog
 
-LOSS_PARTS = ("loss", "heatmap", "wh", "offset")
+LOSS_PARTS = ("loss", "heatmap", "wh", "offset", "giou")
 SUMMARY_METRICS = ("AP", "AP50", "AP75")
 
 
@@ -58,7 +58,7 @@ def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer,
             outputs = model(batch["image"], training=True)
             parts = centernet_loss(outputs, batch, loss_cfg.impl, loss_cfg.alpha, loss_cfg.beta,
                                    loss_cfg.heatmap_weight, loss_cfg.wh_weight,
-                                   loss_cfg.offset_weight)
+                                   loss_cfg.offset_weight, loss_cfg.giou_weight)
             objective = optimizer.scale_loss(parts["loss"]) if scaled else parts["loss"]
         grads = tape.gradient(objective, weights)
         loss_finite = tf.reduce_all([tf.math.is_finite(parts[k]) for k in LOSS_PARTS])
