@@ -597,6 +597,11 @@ class CocoEvaluator:
         """The COCO results entries gathered so far (original category ids); a copy."""
         return list(self._detections)
 
+    @property
+    def ground_truth(self) -> dict:
+        """The COCO-format ground truth of the images processed since the last reset."""
+        return _ground_truth_subset(self._ground_truth, self._image_ids)
+
     def evaluate(self) -> dict[str, float]:
         """:func:`coco_metrics` on the processed images, plus ``"VOC07_AP50"`` (11-point mAP)
         and ``"VOC_AP50"`` (area mAP) when ``voc_metrics``.
@@ -606,7 +611,7 @@ class CocoEvaluator:
         """
         if not self._image_ids:
             raise RuntimeError("CocoEvaluator.evaluate(): no image processed since reset()")
-        ground_truth = _ground_truth_subset(self._ground_truth, self._image_ids)
+        ground_truth = self.ground_truth
         metrics = coco_metrics(ground_truth, self._detections, self._class_names)
         if self._voc_metrics:
             for name, use_07_metric in zip(VOC_METRIC_NAMES, (True, False)):

@@ -110,18 +110,20 @@ def load_model(run: RunConfig, checkpoint: Path, num_classes: int):
     return model
 
 
-def evaluate_run(run: RunConfig, checkpoint: Path, output_dir: Path) -> dict:
+def evaluate_run(run: RunConfig, checkpoint: Path, output_dir: Path) -> Tuple[dict, dict]:
     """COCO-evaluate `checkpoint` on `run.dataset.val_split`.
 
     Writes `output_dir/metrics.json` (`AP`, `AP50`, ... as fractions, plus `checkpoint`,
-    `split`) and `output_dir/detections.json` (COCO results, original image and category ids).
+    `split`), `output_dir/detections.json` (COCO results, original image and category ids) and
+    `output_dir/errors.json` (`centernet.error_analysis.analyze_errors` at IoU 0.5, score 0.3).
 
     Returns:
-        the metrics dict.
+        the metrics dict and the error analysis.
     """
     import json
 
     from centernet.checkpointing import write_json_atomic
+    from centernet.error_analysis import analyze_errors
     from centernet.data.sources import build_source, check_splits
     from centernet.inference import SplitEvaluator
 
@@ -133,6 +135,8 @@ def evaluate_run(run: RunConfig, checkpoint: Path, output_dir: Path) -> dict:
     output_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(output_dir / "metrics.json",
                       {**metrics, "checkpoint": str(checkpoint), "split": run.dataset.val_split})
-    detections = output_dir / "detections.json"
-    detections.write_text(json.dumps(evaluate.evaluator.detections))
-    return metrics
+    detections = evaluate.evaluator.detections
+    (output_dir / "detections.json").write_text(json.dumps(detections))
+    errors = analyze_errors(evaluate.evaluator.ground_truth, detections)
+    write_json_atomic(output_dir / "errors.json", errors)
+    return metrics, errors

@@ -1,7 +1,8 @@
 """COCO-evaluate a checkpoint: `python scripts/evaluate.py run_dir=DIR [checkpoint=PATH]`.
 
 Rebuilds the model from DIR's own saved config, loads its best (else latest) checkpoint, prints
-the metrics table and writes DIR/eval/metrics.json and DIR/eval/detections.json. Any dataset or
+the metrics table and where the errors are (`centernet.error_analysis`), and writes
+DIR/eval/metrics.json, DIR/eval/detections.json and DIR/eval/errors.json. Any dataset or
 eval key can be overridden, e.g. `dataset.val_split=test eval.flip_test=true`.
 """
 
@@ -21,14 +22,17 @@ def main(cfg: DictConfig) -> None:
     def evaluate() -> dict:
         run_dir, checkpoint = locate(cfg.run_dir, cfg.checkpoint)
         run = load_run_config(run_dir, cfg, HydraConfig.get().overrides.task, SCRIPT_KEYS)
+        from centernet.error_analysis import format_error_table
         from centernet.evaluation import format_metrics_table
         from centernet.runs import evaluate_run
 
         output_dir = run_dir / "eval"
-        metrics = evaluate_run(run, checkpoint, output_dir)
+        metrics, errors = evaluate_run(run, checkpoint, output_dir)
         print(f"checkpoint {checkpoint}, split {run.dataset.val_split}")
         print(format_metrics_table(metrics))
-        print(f"wrote {output_dir / 'metrics.json'} and {output_dir / 'detections.json'}")
+        print("\nerrors (IoU 0.5, detections scoring >= 0.3):")
+        print(format_error_table(errors))
+        print(f"wrote metrics.json, detections.json and errors.json in {output_dir}")
         return metrics
 
     run_command(evaluate)

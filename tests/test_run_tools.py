@@ -61,6 +61,11 @@ def test_evaluate_reproduces_the_ap_training_logged(trained_run):
     detections = json.loads((trained_run / "eval" / "detections.json").read_text())
     assert detections and set(detections[0]) == {"image_id", "category_id", "bbox", "score"}
     assert {d["category_id"] for d in detections} <= {0, 1, 2}
+    errors = json.loads((trained_run / "eval" / "errors.json").read_text())
+    kinds = ("true_positive", "duplicate", "wrong_class", "localisation", "background",
+             "ignored")
+    assert errors["detections"] == sum(errors[kind] for kind in kinds)
+    assert "recall@0.5" in result.stdout and "wrong_class" in result.stdout
 
 
 def test_evaluate_names_missing_and_mismatched_checkpoints(trained_run):
