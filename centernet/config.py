@@ -18,7 +18,8 @@ from typing import Any, List, Optional, Sequence
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-DATASET_SOURCES = ("shapes", "tfds")
+DATASET_SOURCES = ("shapes", "tfds", "voc_xml", "coco_json")
+PRETRAINED = ("imagenet",)
 BACKBONES = ("resnet18", "resnet50", "mobilenetv2")
 LOSS_IMPLS = ("stable", "naive", "clamped")
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -60,11 +61,23 @@ class DatasetConfig:
     `max_shapes`, `min_size`, `max_size`, `max_overlap`, `seed`), prepared into `data_dir`.
     tfds: any TFDS detection dataset with `objects/bbox` and `objects/label`, by `name`
     (e.g. `voc/2007`, `coco/2017`), read from `data_dir` (nothing is downloaded).
+    voc_xml: a Pascal VOC folder at `root` (`ImageSets/Main/<split>.txt` lists, or one
+    sub-folder of XML files and images per split); coco_json: `root/annotations/
+    instances_<split>.json` with images in `root/<split>/` (`annotation_file` and `image_dir`
+    override both; `{split}` in them is replaced by the split's name). `classes` fixes the
+    class names and their order (default: sorted names of the training split for VOC, the
+    file's categories for COCO). `strict` turns the first skipped image or object into an
+    error instead of a line in `data_report.json`.
     """
 
     source: str = "shapes"
     name: str = "shapes"
     data_dir: Optional[str] = None
+    root: Optional[str] = None
+    annotation_file: Optional[str] = None
+    image_dir: Optional[str] = None
+    classes: Optional[List[str]] = None
+    strict: bool = False
     train_split: str = "train"
     val_split: str = "validation"
     cache: bool = True
@@ -80,6 +93,13 @@ class DatasetConfig:
 
     def __post_init__(self) -> None:
         _choice("dataset.source", self.source, DATASET_SOURCES)
+        if self.source in ("voc_xml", "coco_json") and not self.root and not (
+                self.source == "coco_json" and self.annotation_file and self.image_dir):
+            _fail("dataset.root", self.root,
+                  f"dataset={self.source} needs dataset.root=DIR, the dataset folder")
+        if self.classes is not None and (len(self.classes) == 0 or
+                                         len(set(self.classes)) != len(self.classes)):
+            _fail("dataset.classes", list(self.classes), "must be unique class names")
         _at_least("dataset.shuffle_buffer", self.shuffle_buffer, 1)
         _at_least("dataset.image_size", self.image_size, 32)
         _at_least("dataset.num_train", self.num_train, 1)
@@ -100,9 +120,12 @@ class ModelConfig:
     head_conv: int = 64
     heatmap_bias: float = -2.19
     weights: Optional[str] = None
+    pretrained: Optional[str] = None
 
     def __post_init__(self) -> None:
         _choice("model.name", self.name, BACKBONES)
+        if self.pretrained is not None:
+            _choice("model.pretrained", self.pretrained, PRETRAINED)
         if self.input_size < 64 or self.input_size % 32:
             _fail("model.input_size", self.input_size,
                   "must be a multiple of 32 and at least 64 (e.g. 128, 256, 512)")
@@ -135,12 +158,34 @@ class TargetsConfig:
 
 @dataclass
 class AugmentConfig:
-    """Training-time augmentation, applied before letterboxing."""
+    """Training-time augmentation (never on validation), the original CenterNet's.
+
+    `crop`: a square window of side `max(H, W) * s`, `s ~ U(min_scale, max_scale)`, centred
+    at a random point at least `crop_border` pixels (halved until it fits, as the original's
+    `_get_border`) inside the image, resized to the network input; boxes are clipped to it and
+    those left without area dropped. `flip`: horizontal flip probability. `brightness`,
+    `contrast`, `saturation`: factor `1 + U(-v, v)` each, applied in a random order;
+    `lighting`: PCA (AlexNet) lighting noise with standard deviation `lighting`. 0 turns a
+    knob off."""
 
     flip: float = 0.5
+    crop: bool = True
+    min_scale: float = 0.6
+    max_scale: float = 1.4
+    crop_border: int = 128
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.4
+    lighting: float = 0.1
 
     def __post_init__(self) -> None:
         _in_range("augment.flip", self.flip, 0.0, 1.0)
+        _in_range("augment.min_scale", self.min_scale, 0.0, 10.0, open_low=True)
+        _in_range("augment.max_scale", self.max_scale, self.min_scale, 10.0)
+        _at_least("augment.crop_border", self.crop_border, 0)
+        for key in ("brightness", "contrast", "saturation"):
+            _in_range(f"augment.{key}", getattr(self, key), 0.0, 1.0)
+        _at_least("augment.lighting", self.lighting, 0.0)
 
 
 @dataclass

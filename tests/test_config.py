@@ -31,7 +31,7 @@ def test_cfg_job_prints_composed_config_with_shapes():
 def test_help_lists_the_groups():
     result = run_script("train.py", "--help")
     assert result.returncode == 0
-    for group in ("dataset: shapes", "model:", "loss: clamped, naive, stable", "experiment:",
+    for group in ("dataset: coco_json, shapes, tfds, voc_xml", "model:", "loss: clamped, naive, stable", "experiment:",
                   "optimizer:", "schedule:", "precision:"):
         assert group in result.stdout
 
