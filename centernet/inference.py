@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Dict, Iterable, Optional
 
 import keras
@@ -85,6 +87,17 @@ def evaluate_predictions(predictor: Predictor, batches: Iterable[Dict[str, tf.Te
     return evaluator.evaluate()
 
 
+def original_ground_truth(source: Source, split: str) -> Optional[dict]:
+    """A COCO source's annotation file as it is (its own areas, crowds and ids), so the
+    metrics are exactly pycocotools' on that file; None for other sources."""
+    path = source.annotation_file(split)
+    if path is None:
+        return None
+    truth = json.loads(Path(path).read_text())
+    truth.setdefault("annotations", [])
+    return truth
+
+
 class SplitEvaluator:
     """COCO evaluation of a model on the validation split `cfg.dataset.val_split`.
 
@@ -96,8 +109,8 @@ class SplitEvaluator:
     def __init__(self, model: keras.Model, source: Source, cfg: RunConfig):
         split = cfg.dataset.val_split
         self.batches = eval_dataset(source, split, cfg.model.input_size, cfg.eval.batch_size)
-        truth = coco_ground_truth(ground_truth(source, split), source.class_names,
-                                  source.category_ids)
+        truth = original_ground_truth(source, split) or coco_ground_truth(
+            ground_truth(source, split), source.class_names, source.category_ids)
         self.evaluator = CocoEvaluator(truth, source.category_ids, source.class_names,
                                        voc_metrics=cfg.eval.voc_metrics,
                                        score_threshold=cfg.eval.score_threshold)

@@ -91,6 +91,13 @@ def locate(run_dir: Optional[str], checkpoint: Optional[str]) -> Tuple[Path, Pat
     return directory, resolve_checkpoint(directory, checkpoint)
 
 
+def run_classes(run_dir: Path, run: RunConfig):
+    """The run's saved `ClassMap`; for a run saved before classes were kept, its dataset's."""
+    from centernet.data.sources import ClassMap, build_source
+
+    return ClassMap.load(run_dir) or build_source(run.dataset).classes
+
+
 def load_model(run: RunConfig, checkpoint: Path, num_classes: int):
     """Build the run's model and load `checkpoint` into it (model weights only).
 
@@ -110,8 +117,10 @@ def load_model(run: RunConfig, checkpoint: Path, num_classes: int):
     return model
 
 
-def evaluate_run(run: RunConfig, checkpoint: Path, output_dir: Path) -> Tuple[dict, dict]:
-    """COCO-evaluate `checkpoint` on `run.dataset.val_split`.
+def evaluate_run(run: RunConfig, run_dir: Path, checkpoint: Path,
+                 output_dir: Path) -> Tuple[dict, dict]:
+    """COCO-evaluate `checkpoint` of the run in `run_dir` (whose saved classes it keeps) on
+    `run.dataset.val_split`.
 
     Writes `output_dir/metrics.json` (`AP`, `AP50`, ... as fractions, plus `checkpoint`,
     `split`), `output_dir/detections.json` (COCO results, original image and category ids) and
@@ -124,11 +133,13 @@ def evaluate_run(run: RunConfig, checkpoint: Path, output_dir: Path) -> Tuple[di
 
     from centernet.checkpointing import write_json_atomic
     from centernet.error_analysis import analyze_errors
-    from centernet.data.sources import build_source, check_splits
+    from centernet.data.sources import ClassMap, build_source, check_splits
     from centernet.inference import SplitEvaluator
 
-    source = build_source(run.dataset)
+    source = build_source(run.dataset, ClassMap.load(run_dir))
     check_splits(source, [run.dataset.val_split])
+    for line in source.report.summary():
+        print(line)
     model = load_model(run, checkpoint, source.num_classes)
     evaluate = SplitEvaluator(model, source, run)
     metrics = evaluate()

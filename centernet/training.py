@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from centernet.checkpointing import CheckpointStore, model_spec
 from centernet.config import RunConfig, validate
 from centernet.data.pipeline import train_dataset
-from centernet.data.sources import build_source, check_splits
+from centernet.data.sources import ClassMap, build_source, check_splits
 from centernet.errors import NonFiniteLossError
 from centernet.inference import SplitEvaluator
 from centernet.losses import centernet_loss
@@ -31,6 +31,7 @@ from centernet.run_log import Progress, RunLog
 
 LOSS_PARTS = ("loss", "heatmap", "wh", "offset", "giou")
 SUMMARY_METRICS = ("AP", "AP50", "AP75")
+DATA_REPORT = "data_report.json"
 
 
 def configure_runtime(cfg: RunConfig) -> tf.distribute.Strategy:
@@ -118,8 +119,11 @@ class Trainer:
         self.cfg = cfg
         self.run_dir = run_dir
         strategy = configure_runtime(cfg)
-        self.source = build_source(cfg.dataset)
+        self.source = build_source(cfg.dataset, ClassMap.load(run_dir), cfg.targets.max_objects)
         check_splits(self.source, [cfg.dataset.train_split, cfg.dataset.val_split])
+        self.source.classes.save(run_dir)
+        if self.source.report.splits:
+            self.source.report.write(run_dir / DATA_REPORT)
         self.total_steps = cfg.train.total_steps(
             self.source.num_examples(cfg.dataset.train_split))
         self.end_step = min(self.total_steps, cfg.train.stop_at_step or self.total_steps)
@@ -155,6 +159,12 @@ class Trainer:
         self.progress = progress
         if self.resumed_from is not None:
             progress.message(f"resuming from {self.resumed_from} at step {self.step}")
+        report = self.source.report
+        if report.splits:
+            for line in ["data:", *report.summary()]:
+                progress.message(line)
+            if report.cases:
+                progress.message(f"  every case: {self.run_dir / DATA_REPORT}")
         progress.message(
             f"training {self.model.name} on {cfg.dataset.name} ({self.source.num_classes} "
             f"classes) for {self.total_steps} steps, batch {cfg.train.batch_size}, peak lr "

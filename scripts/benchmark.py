@@ -6,6 +6,7 @@
                 --precision, --jit)
   decode        decode ms for a batch (--batch-size, --output-size, --classes, --k)
   evaluate      validation-split evaluation seconds                 [hydra-style overrides]
+  coco-index    seconds to index a synthetic COCO file of --images images (default 100000)
 
 Hydra-style overrides compose `configs/train.yaml`, e.g.
 `python scripts/benchmark.py pipeline model.input_size=512 train.batch_size=8`.
@@ -32,7 +33,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["pipeline", "targets", "train-step", "decode",
-                                         "evaluate"])
+                                         "evaluate", "coco-index"])
     parser.add_argument("overrides", nargs="*", help="key=value config overrides")
     parser.add_argument("--objects", type=int, nargs="+", default=[10, 100])
     parser.add_argument("--model", default="resnet18")
@@ -43,6 +44,7 @@ def main() -> None:
     parser.add_argument("--jit", action="store_true")
     parser.add_argument("--output-size", type=int, default=128)
     parser.add_argument("--k", type=int, default=100)
+    parser.add_argument("--images", type=int, default=100_000)
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from centernet import benchmark
@@ -59,6 +61,11 @@ def main() -> None:
     elif args.what == "decode":
         results = [benchmark.decode_cost(args.batch_size, args.output_size, args.classes,
                                          args.k)]
+    elif args.what == "coco-index":
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as directory:
+            results = [benchmark.coco_index_cost(args.images, directory)]
     else:
         results = [benchmark.evaluation_cost(composed(args.overrides))]
     for result in results:

@@ -27,7 +27,7 @@ def main(cfg: DictConfig) -> None:
         from centernet.runs import evaluate_run
 
         output_dir = run_dir / "eval"
-        metrics, errors = evaluate_run(run, checkpoint, output_dir)
+        metrics, errors = evaluate_run(run, run_dir, checkpoint, output_dir)
         print(f"checkpoint {checkpoint}, split {run.dataset.val_split}")
         print(format_metrics_table(metrics))
         print("\nerrors (IoU 0.5, detections scoring >= 0.3):")

@@ -20,16 +20,15 @@ def main(cfg: DictConfig) -> None:
     def export() -> None:
         run_dir, checkpoint = locate(cfg.run_dir, cfg.checkpoint)
         run = load_run_config(run_dir, cfg, HydraConfig.get().overrides.task, SCRIPT_KEYS)
-        from centernet.data.sources import build_source
         from centernet.export import export_saved_model
         from centernet.inference import Predictor
-        from centernet.runs import load_model
+        from centernet.runs import load_model, run_classes
 
-        source = build_source(run.dataset)
-        model = load_model(run, checkpoint, source.num_classes)
+        classes = run_classes(run_dir, run)
+        model = load_model(run, checkpoint, len(classes.names))
         output_dir = Path(cfg.output) if cfg.output else run_dir / "export"
-        export_saved_model(Predictor(model, run.eval.k, run.eval.flip_test), source.class_names,
-                           source.category_ids, output_dir)
+        export_saved_model(Predictor(model, run.eval.k, run.eval.flip_test), classes.names,
+                           classes.category_ids, output_dir)
         print(f"SavedModel of checkpoint {checkpoint} -> {output_dir}")
 
     run_command(export)

@@ -25,16 +25,15 @@ def main(cfg: DictConfig) -> None:
             raise DataError("pass input=PATH (an image, a folder of images or a video)")
         run_dir, checkpoint = locate(cfg.run_dir, cfg.checkpoint)
         run = load_run_config(run_dir, cfg, HydraConfig.get().overrides.task, SCRIPT_KEYS)
-        from centernet.data.sources import build_source
         from centernet.inference import Predictor
         from centernet.predict import predict as draw_predictions
-        from centernet.runs import load_model
+        from centernet.runs import load_model, run_classes
 
-        source = build_source(run.dataset)
-        model = load_model(run, checkpoint, source.num_classes)
+        classes = run_classes(run_dir, run)
+        model = load_model(run, checkpoint, len(classes.names))
         predictor = Predictor(model, run.eval.k, run.eval.flip_test, with_heatmap=cfg.heatmap)
         output_dir = Path(cfg.output) if cfg.output else run_dir / "predictions"
-        records = draw_predictions(predictor, Path(cfg.input), output_dir, source.class_names,
+        records = draw_predictions(predictor, Path(cfg.input), output_dir, classes.names,
                                    cfg.score_threshold, cfg.heatmap)
         print(f"{len(records)} image(s) from checkpoint {checkpoint} -> {output_dir}")
 

@@ -9,44 +9,111 @@ small) and `decode_record` turns a record into the common example format of DESI
     is_crowd  bool    [N] boxes that training ignores and COCO evaluation treats as ignore regions
     image_id  int64   the dataset's own image id
 
-`source=shapes` is the built-in synthetic TFDS dataset (prepared on first use) and
+`source=shapes` is the built-in synthetic TFDS dataset (prepared on first use),
 `source=tfds` any prepared TFDS detection dataset with `objects/bbox` and `objects/label`
-(`voc/2007`, `coco/2017`, ...). VOC's `is_difficult` boxes are treated as ignore regions.
+(`voc/2007`, `coco/2017`, ...), `source=voc_xml` and `source=coco_json` a user's own folder
+(`voc.py`, `coco.py`; defects are repaired or skipped and reported, `report.py`). VOC's
+difficult and COCO's crowd boxes are ignore regions.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from centernet.config import DatasetConfig
-from centernet.data import shapes
+from centernet.data import coco, shapes, voc
+from centernet.data.annotations import RawImage, SplitIndex, clean_split
+from centernet.data.report import DataReport
 from centernet.errors import DataError
 
 Record = Dict[str, tf.Tensor]
 
 
 @dataclass
+class ClassMap:
+    """A run's classes: `names[c]` and `category_ids[c]` (the dataset's own id, written into
+    evaluation results) of contiguous class id `c`. Saved in the run directory, so evaluation,
+    prediction and export keep the training run's mapping after the data folder changes."""
+
+    names: List[str]
+    category_ids: List[int]
+
+    FILE = "classes.json"
+
+    def save(self, run_dir: Path) -> None:
+        path = Path(run_dir) / self.FILE
+        tmp = Path(f"{path}.tmp")
+        tmp.write_text(json.dumps({"names": self.names, "category_ids": self.category_ids},
+                                  indent=1))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, run_dir: Path) -> Optional["ClassMap"]:
+        """The run's saved classes, or None for a run saved before they were kept."""
+        path = Path(run_dir) / cls.FILE
+        if not path.is_file():
+            return None
+        try:
+            saved = json.loads(path.read_text())
+            return cls([str(n) for n in saved["names"]], [int(i) for i in saved["category_ids"]])
+        except (ValueError, KeyError, TypeError) as error:
+            raise DataError(f"{path}: not a class list written by training ({error})") from error
+
+
 class Source:
-    """A TFDS detection dataset read as records.
+    """One dataset read as records, split by split.
 
     Attributes:
-        builder: the prepared TFDS builder.
         class_names: `C` names, index = contiguous class id.
         category_ids: `C` original category ids written into evaluation results.
+        report: the defects found in the splits read so far (folder sources).
     """
 
-    builder: tfds.core.DatasetBuilder
     class_names: List[str]
     category_ids: List[int]
+    report: DataReport
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def classes(self) -> ClassMap:
+        return ClassMap(list(self.class_names), list(self.category_ids))
+
+    def num_examples(self, split: str) -> int:
+        """Usable examples of `split` (raises DataError, naming what exists, when it does
+        not exist)."""
+        raise NotImplementedError
+
+    def read(self, split: str) -> tf.data.Dataset:
+        """Records of `split` in file order: `image` (encoded bytes), `image_id` int64,
+        `boxes` float32 `[N, 4]` normalised `ymin, xmin, ymax, xmax`, `labels` int32 `[N]`,
+        `is_crowd` bool `[N]`. Entry points check the split first (`check_splits`)."""
+        raise NotImplementedError
+
+    def annotation_file(self, split: str) -> Optional[Path]:
+        """A COCO file whose annotations evaluation should use as they are (None: build the
+        ground truth from the records)."""
+        return None
+
+
+class TfdsSource(Source):
+    """A prepared TFDS detection dataset (`shapes`, `voc/2007`, `coco/2017`, ...)."""
+
+    def __init__(self, builder: tfds.core.DatasetBuilder, class_names: List[str],
+                 category_ids: List[int]):
+        self.builder = builder
+        self.class_names = class_names
+        self.category_ids = category_ids
+        self.report = DataReport()
 
     def num_examples(self, split: str) -> int:
         return self._split_info(split).num_examples
@@ -59,15 +126,56 @@ class Source:
         return splits[split]
 
     def read(self, split: str) -> tf.data.Dataset:
-        """Records of `split` in file order: `image` (encoded bytes), `image_id` int64,
-        `boxes` float32 `[N, 4]` normalised `ymin, xmin, ymax, xmax`, `labels` int32 `[N]`,
-        `is_crowd` bool `[N]`. Entry points check the split first (`check_splits`)."""
         dataset = self.builder.as_dataset(split=split, shuffle_files=False,
                                           decoders={"image": tfds.decode.SkipDecoding()})
         has_id, ignore_key = record_layout(self.builder.info.features)
         return dataset.enumerate().map(
             lambda index, example: to_record(example, index, has_id, ignore_key),
             num_parallel_calls=tf.data.AUTOTUNE)
+
+
+class FolderSource(Source):
+    """A VOC-XML or COCO-JSON folder (`voc.py`, `coco.py`). Each split is parsed, checked
+    against its images and repaired once, on first use (`annotations.clean_split`); every case
+    goes to `report`.
+
+    Args:
+        parse: split -> its parsed `RawImage`s.
+        class_keys: `C` class keys (VOC: names; COCO: category ids), index = class id.
+        class_names, category_ids: see `Source`.
+        report: collects the defects (strict or not).
+        max_objects: `targets.max_objects`, for the `too_many_objects` note.
+        annotation_files: split -> its COCO file, for evaluation (COCO only).
+    """
+
+    def __init__(self, parse: Callable[[str], List[RawImage]], class_keys: Sequence,
+                 class_names: List[str], category_ids: List[int], report: DataReport,
+                 max_objects: Optional[int] = None,
+                 annotation_files: Optional[Callable[[str], Path]] = None):
+        self._parse = parse
+        self._class_index = {key: index for index, key in enumerate(class_keys)}
+        self.class_names = class_names
+        self.category_ids = category_ids
+        self.report = report
+        self._max_objects = max_objects
+        self._annotation_files = annotation_files
+        self._splits: Dict[str, SplitIndex] = {}
+
+    def index(self, split: str) -> SplitIndex:
+        """The split's usable images and objects (parsed and checked on first use)."""
+        if split not in self._splits:
+            self._splits[split] = clean_split(split, self._parse(split), self._class_index,
+                                              self.report, self._max_objects)
+        return self._splits[split]
+
+    def num_examples(self, split: str) -> int:
+        return len(self.index(split))
+
+    def read(self, split: str) -> tf.data.Dataset:
+        return self.index(split).records()
+
+    def annotation_file(self, split: str) -> Optional[Path]:
+        return self._annotation_files(split) if self._annotation_files else None
 
 
 def record_layout(features) -> Tuple[bool, Optional[str]]:
@@ -149,15 +257,93 @@ def _tfds_builder(cfg: DatasetConfig, data_dir: str | None) -> tfds.core.Dataset
     return builder
 
 
-def build_source(cfg: DatasetConfig) -> Source:
-    """The source `cfg.source` names, with its class names and original category ids."""
+def _root(cfg: DatasetConfig) -> Optional[Path]:
+    if not cfg.root:
+        return None
+    root = Path(os.path.expanduser(cfg.root))
+    if not root.is_dir():
+        raise DataError(f"dataset.root={cfg.root}: no such folder")
+    return root
+
+
+def _fixed_classes(names: Sequence[str], known: Sequence, what: str) -> None:
+    missing = [name for name in names if name not in known]
+    if missing:
+        raise DataError(f"dataset.classes: {', '.join(map(repr, missing))} not among the "
+                        f"{what}: {', '.join(map(str, known))}")
+
+
+def _voc_source(cfg: DatasetConfig, classes: Optional[ClassMap], report: DataReport,
+                max_objects: Optional[int]) -> FolderSource:
+    root = _root(cfg)
+    parsed: Dict[str, List[RawImage]] = {}
+
+    def parse(split: str) -> List[RawImage]:
+        if split not in parsed:
+            parsed[split] = voc.read_split(root, split)
+        return parsed[split]
+
+    if classes is not None:
+        names = classes.names
+    elif cfg.classes:
+        names = list(cfg.classes)
+    else:
+        names = voc.class_names(parse(cfg.train_split))
+        if not names:
+            raise DataError(f"dataset.root={cfg.root}: split {cfg.train_split!r} has no "
+                            f"named objects to take class names from; set dataset.classes")
+    return FolderSource(parse, names, list(names), list(range(len(names))), report,
+                        max_objects)
+
+
+def _coco_source(cfg: DatasetConfig, classes: Optional[ClassMap], report: DataReport,
+                 max_objects: Optional[int]) -> FolderSource:
+    _root(cfg)
+    loaded: Dict[str, coco.COCO] = {}
+
+    def paths(split: str) -> Tuple[Path, Path]:
+        return coco.split_paths(os.path.expanduser(cfg.root or ""), split,
+                                cfg.annotation_file, cfg.image_dir)
+
+    def load(split: str) -> coco.COCO:
+        if split not in loaded:
+            loaded[split] = coco.load(paths(split)[0])
+        return loaded[split]
+
+    def parse(split: str) -> List[RawImage]:
+        return coco.read_split(load(split), *paths(split))
+
+    if classes is not None:
+        names, ids = classes.names, classes.category_ids
+    else:
+        names, ids = coco.categories(load(cfg.train_split))
+        if cfg.classes:
+            _fixed_classes(cfg.classes, names, f"categories of {paths(cfg.train_split)[0]}")
+            ids = [ids[names.index(name)] for name in cfg.classes]
+            names = list(cfg.classes)
+    return FolderSource(parse, ids, list(names), list(ids), report, max_objects,
+                        annotation_files=lambda split: paths(split)[0])
+
+
+def build_source(cfg: DatasetConfig, classes: Optional[ClassMap] = None,
+                 max_objects: Optional[int] = None) -> Source:
+    """The source `cfg.source` names, with its class names and original category ids.
+
+    Args:
+        cfg: the `dataset` config.
+        classes: a saved run's classes, which folder sources keep instead of finding their own.
+        max_objects: `targets.max_objects`, so folder sources can note images with more.
+    """
+    if cfg.source in ("voc_xml", "coco_json"):
+        build = _voc_source if cfg.source == "voc_xml" else _coco_source
+        return build(cfg, classes, DataReport(strict=cfg.strict), max_objects)
     data_dir = os.path.expanduser(cfg.data_dir) if cfg.data_dir else None
     if cfg.source == "shapes":
         builder = _shapes_builder(cfg, data_dir)
     else:
         builder = _tfds_builder(cfg, data_dir)
     names = _class_names(builder)
-    return Source(builder=builder, class_names=names, category_ids=list(range(len(names))))
+    return TfdsSource(builder=builder, class_names=names, category_ids=list(range(len(names))))
 
 
 def check_splits(source: Source, splits: Sequence[str]) -> None:

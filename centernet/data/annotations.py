@@ -1,0 +1,218 @@
+"""One split of a folder dataset: annotations as parsed, checked against the images, as records.
+
+The VOC and COCO parsers (`voc.py`, `coco.py`) turn their files into `RawImage`s and know
+nothing about defects beyond their own syntax. `clean_split` checks every image and box the same
+way for both (see `report.py` for the kinds of defect and what is done about each) and returns a
+`SplitIndex`, whose `records()` is the `tf.data` stream of the `Source.read` record format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, Hashable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from centernet.data import report as defects
+from centernet.data.images import ImageInfo, probe_images
+from centernet.data.report import DataReport, SplitCounts
+from centernet.errors import DataError
+
+
+@dataclass
+class RawObject:
+    """An object as annotated. `box` is `(x1, y1, x2, y2)` in image pixels (continuous
+    coordinates: pixel column c spans [c, c + 1)), or None with `problem` saying which
+    coordinate is missing or not a number. `class_key` is the class name (VOC) or category id
+    (COCO). `ignore`: VOC difficult or COCO crowd."""
+
+    index: int
+    class_key: Hashable
+    box: Optional[Tuple[float, float, float, float]]
+    ignore: bool = False
+    problem: str = ""
+
+
+@dataclass
+class RawImage:
+    """An annotated image as parsed: its annotation file (for messages), the image file it
+    names (None: not found), its id, the annotated `(height, width)` (None: absent), and its
+    objects. `unparsable` holds the parser's error for an annotation that could not be read."""
+
+    annotation: str
+    image_path: Optional[Path]
+    image_id: int
+    size: Optional[Tuple[int, int]]
+    objects: List[RawObject] = field(default_factory=list)
+    unparsable: str = ""
+
+
+@dataclass
+class SplitIndex:
+    """The usable images of a split and their objects, flat.
+
+    Attributes:
+        paths: `M` image files.
+        image_ids: int64 `[M]`.
+        sizes: int64 `[M, 2]` real `(height, width)`.
+        boxes: float32 `[T, 4]` normalised `ymin, xmin, ymax, xmax` (the TFDS layout).
+        labels: int32 `[T]`; is_crowd: bool `[T]` (ignored by training, ignore regions in
+            evaluation).
+        row_splits: int64 `[M + 1]`: image `i` owns objects `row_splits[i]:row_splits[i + 1]`.
+    """
+
+    paths: List[str]
+    image_ids: np.ndarray
+    sizes: np.ndarray
+    boxes: np.ndarray
+    labels: np.ndarray
+    is_crowd: np.ndarray
+    row_splits: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def records(self):
+        """`tf.data.Dataset` of records in index order: `image` (encoded bytes read from the
+        file), `image_id`, `boxes`, `labels`, `is_crowd` (see `Source.read`)."""
+        import tensorflow as tf
+
+        boxes = tf.constant(self.boxes.reshape(-1, 4), tf.float32)
+        labels = tf.constant(self.labels, tf.int32)
+        is_crowd = tf.constant(self.is_crowd, tf.bool)
+        slices = (tf.constant(self.paths, tf.string), tf.constant(self.image_ids, tf.int64),
+                  tf.constant(self.row_splits[:-1], tf.int64),
+                  tf.constant(self.row_splits[1:], tf.int64))
+
+        def to_record(path, image_id, start, end):
+            return {"image": tf.io.read_file(path), "image_id": image_id,
+                    "boxes": boxes[start:end], "labels": labels[start:end],
+                    "is_crowd": is_crowd[start:end]}
+
+        return tf.data.Dataset.from_tensor_slices(slices).map(
+            to_record, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def clean_box(box: Sequence[float], height: int, width: int) -> Tuple[Optional[np.ndarray], List[str]]:
+    """Repair one `x1, y1, x2, y2` pixel box for an image of `height x width`.
+
+    Returns:
+        the repaired float64 `[4]` box (None when it must be dropped) and the defect kinds
+        found, in order: `box_inverted` (corners swapped), then `box_empty` (no area: dropped),
+        `box_outside` (no area left inside the image: dropped) or `box_clipped`.
+    """
+    x1, y1, x2, y2 = (float(v) for v in box)
+    kinds = []
+    if x2 < x1 or y2 < y1:
+        kinds.append(defects.BOX_INVERTED)
+        x1, x2 = min(x1, x2), max(x1, x2)
+        y1, y2 = min(y1, y2), max(y1, y2)
+    if x2 - x1 <= 0 or y2 - y1 <= 0:
+        return None, kinds + [defects.BOX_EMPTY]
+    clipped = np.clip([x1, y1, x2, y2], 0.0, [width, height, width, height])
+    if clipped[2] - clipped[0] <= 0 or clipped[3] - clipped[1] <= 0:
+        return None, kinds + [defects.BOX_OUTSIDE]
+    if not np.array_equal(clipped, [x1, y1, x2, y2]):
+        kinds.append(defects.BOX_CLIPPED)
+    return clipped, kinds
+
+
+def _check_image(split: str, raw: RawImage, info: ImageInfo | ValueError | None,
+                 report: DataReport) -> Optional[ImageInfo]:
+    """The image's real size and format, or None (reported) when the image is unusable."""
+    if raw.unparsable:
+        report.add(split, raw.annotation, defects.ANNOTATION_UNPARSABLE, raw.unparsable)
+        return None
+    if raw.image_path is None or info is None:
+        report.add(split, raw.annotation, defects.IMAGE_MISSING,
+                   "no image file for this annotation")
+        return None
+    if isinstance(info, ValueError):
+        report.add(split, raw.image_path, defects.IMAGE_UNREADABLE, str(info))
+        return None
+    if info.converted:
+        report.add(split, raw.image_path, defects.IMAGE_CONVERTED,
+                   f"{info.converted} read as 8-bit RGB")
+    if raw.size is None:
+        report.add(split, raw.annotation, defects.SIZE_MISSING,
+                   f"the image's own size {info.height}x{info.width} (HxW) is used")
+    elif tuple(raw.size) != (info.height, info.width):
+        report.add(split, raw.annotation, defects.SIZE_MISMATCH,
+                   f"annotated {raw.size[0]}x{raw.size[1]}, image {info.height}x{info.width} "
+                   f"(HxW): the image's size is used")
+    return info
+
+
+def clean_split(split: str, images: Sequence[RawImage], class_index: Dict[Hashable, int],
+                report: DataReport, max_objects: Optional[int] = None,
+                probe: Callable[[Sequence[Path]], list] = probe_images) -> SplitIndex:
+    """Check a parsed split against its images and repair or leave out what is wrong.
+
+    Args:
+        split: the split's name (for the report).
+        images: the parsed annotations.
+        class_index: class key (name or category id) -> contiguous class id; objects of other
+            classes are dropped as `class_unknown`.
+        report: receives every case (and raises on the first skip when strict).
+        max_objects: `targets.max_objects`, to report images with more trainable objects.
+        probe: image paths -> `ImageInfo` or `ValueError` each (`images.probe_images`).
+
+    Raises:
+        DataError: the split has no usable image (naming the first reasons), or `strict`.
+    """
+    infos = probe([raw.image_path for raw in images if raw.image_path and
+                          not raw.unparsable])
+    found = iter(infos)
+    paths, ids, sizes, boxes, labels, crowd, splits = [], [], [], [], [], [], [0]
+    counts = SplitCounts(images=len(images))
+    for raw in images:
+        info = next(found) if raw.image_path and not raw.unparsable else None
+        counts.objects += len(raw.objects)
+        info = _check_image(split, raw, info, report)
+        if info is None:
+            continue
+        kept = 0
+        for obj in raw.objects:
+            where = raw.annotation
+            if obj.box is None:
+                report.add(split, where, defects.COORDINATE_INVALID, obj.problem, obj.index)
+                continue
+            if obj.class_key not in class_index:
+                report.add(split, where, defects.CLASS_UNKNOWN,
+                           f"class {obj.class_key!r} is not one of the run's classes", obj.index)
+                continue
+            box, kinds = clean_box(obj.box, info.height, info.width)
+            for kind in kinds:
+                report.add(split, where, kind, f"box {list(obj.box)} in a {info.height}x"
+                           f"{info.width} (HxW) image", obj.index)
+            if box is None:
+                continue
+            boxes.append(box / [info.width, info.height, info.width, info.height])
+            labels.append(class_index[obj.class_key])
+            crowd.append(obj.ignore)
+            kept += 1
+            counts.objects_used += 1
+        trainable = sum(not flag for flag in crowd[len(crowd) - kept:])
+        if kept == 0:
+            report.add(split, raw.annotation, defects.NO_OBJECTS, "used as a background image")
+        elif max_objects is not None and trainable > max_objects:
+            report.add(split, raw.annotation, defects.TOO_MANY_OBJECTS,
+                       f"{trainable} objects; targets keep the first {max_objects} "
+                       f"(targets.max_objects)")
+        paths.append(str(raw.image_path))
+        ids.append(raw.image_id)
+        sizes.append((info.height, info.width))
+        splits.append(splits[-1] + kept)
+    counts.images_used = len(paths)
+    report.splits[split] = counts
+    if not paths:
+        reasons = sorted({case.kind for case in report.cases if case.split == split})
+        raise DataError(f"split {split!r} has no usable image ({len(images)} annotated; "
+                        f"defects: {', '.join(reasons) or 'none listed'})")
+    xyxy = np.asarray(boxes, np.float64).reshape(-1, 4)
+    return SplitIndex(paths=paths, image_ids=np.asarray(ids, np.int64),
+                      sizes=np.asarray(sizes, np.int64).reshape(-1, 2),
+                      boxes=xyxy[:, [1, 0, 3, 2]].astype(np.float32),
+                      labels=np.asarray(labels, np.int32),
+                      is_crowd=np.asarray(crowd, bool), row_splits=np.asarray(splits, np.int64))
