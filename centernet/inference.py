@@ -14,6 +14,7 @@ from centernet.config import RunConfig
 from centernet.data.pipeline import eval_dataset, ground_truth
 from centernet.data.sources import Source
 from centernet.decode import decode_probs, merge_flipped, to_original_pixels
+from centernet.errors import DataError
 from centernet.evaluation import CocoEvaluator, coco_ground_truth
 
 
@@ -89,12 +90,23 @@ def evaluate_predictions(predictor: Predictor, batches: Iterable[Dict[str, tf.Te
 
 def original_ground_truth(source: Source, split: str) -> Optional[dict]:
     """A COCO source's annotation file as it is (its own areas, crowds and ids), so the
-    metrics are exactly pycocotools' on that file; None for other sources."""
+    metrics are exactly pycocotools' on that file; None for other sources. Its categories are
+    put in the source's class order (the per-class metrics pair them with the class names),
+    and annotations of categories the run does not have (`dataset.classes`) are left out."""
     path = source.annotation_file(split)
     if path is None:
         return None
     truth = json.loads(Path(path).read_text())
-    truth.setdefault("annotations", [])
+    by_id = {int(category["id"]): category for category in truth["categories"]}
+    ids = [int(category_id) for category_id in source.category_ids]
+    missing = [category_id for category_id in ids if category_id not in by_id]
+    if missing:
+        raise DataError(f"{path}: has no categories with ids {missing}, which the run's "
+                        f"classes ({', '.join(source.class_names)}) map to")
+    truth["categories"] = [by_id[category_id] for category_id in ids]  # class-id order
+    kept = set(ids)
+    truth["annotations"] = [annotation for annotation in truth.get("annotations", [])
+                            if int(annotation["category_id"]) in kept]
     return truth
 
 

@@ -146,7 +146,8 @@ def _check_image(split: str, raw: RawImage, info: ImageInfo | ValueError | None,
 
 def clean_split(split: str, images: Sequence[RawImage], class_index: Dict[Hashable, int],
                 report: DataReport, max_objects: Optional[int] = None,
-                probe: Callable[[Sequence[Path]], list] = probe_images) -> SplitIndex:
+                probe: Callable[[Sequence[Path]], list] = probe_images,
+                location: str = "") -> SplitIndex:
     """Check a parsed split against its images and repair or leave out what is wrong.
 
     Args:
@@ -157,6 +158,8 @@ def clean_split(split: str, images: Sequence[RawImage], class_index: Dict[Hashab
         report: receives every case (and raises on the first skip when strict).
         max_objects: `targets.max_objects`, to report images with more trainable objects.
         probe: image paths -> `ImageInfo` or `ValueError` each (`images.probe_images`).
+        location: where the split's annotations are (the split list, folder or file), for the
+            error when nothing is usable.
 
     Raises:
         DataError: the split has no usable image (naming the first reasons), or `strict`.
@@ -208,8 +211,9 @@ def clean_split(split: str, images: Sequence[RawImage], class_index: Dict[Hashab
     report.splits[split] = counts
     if not paths:
         reasons = sorted({case.kind for case in report.cases if case.split == split})
-        raise DataError(f"split {split!r} has no usable image ({len(images)} annotated; "
-                        f"defects: {', '.join(reasons) or 'none listed'})")
+        raise DataError(f"split {split!r} ({location or 'no location given'}) has no usable "
+                        f"image ({len(images)} annotated; defects: "
+                        f"{', '.join(reasons) or 'none listed'})")
     xyxy = np.asarray(boxes, np.float64).reshape(-1, 4)
     return SplitIndex(paths=paths, image_ids=np.asarray(ids, np.int64),
                       sizes=np.asarray(sizes, np.int64).reshape(-1, 2),

@@ -42,6 +42,13 @@ def _png_mode(header: bytes) -> Optional[str]:
     return f"{depth}-bit {mode}" if depth == 16 else mode
 
 
+def _decoder_reason(error: Exception) -> str:
+    """The decoder's own words from a TensorFlow error, without the op and device noise."""
+    text = getattr(error, "message", "") or str(error)
+    text = text.split("}}", 1)[-1].split("[Op:", 1)[0].strip()
+    return text.splitlines()[0].strip() if text.strip() else type(error).__name__
+
+
 def probe_image(path: Path) -> ImageInfo:
     """Decode `path` fully and describe it.
 
@@ -60,8 +67,7 @@ def probe_image(path: Path) -> ImageInfo:
     try:
         image = tf.io.decode_image(data, channels=0, expand_animations=False)
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
-        reason = error.message.split("]")[-1].strip().splitlines()[0] if error.message else ""
-        raise ValueError(f"not a decodable image ({reason or type(error).__name__})") from error
+        raise ValueError(f"not a decodable image ({_decoder_reason(error)})") from error
     height, width, channels = (int(n) for n in image.shape)
     if height < 1 or width < 1:
         raise ValueError(f"decodes to an empty {height}x{width} image")

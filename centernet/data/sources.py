@@ -146,12 +146,14 @@ class FolderSource(Source):
         report: collects the defects (strict or not).
         max_objects: `targets.max_objects`, for the `too_many_objects` note.
         annotation_files: split -> its COCO file, for evaluation (COCO only).
+        location: split -> where its annotations are, for messages.
     """
 
     def __init__(self, parse: Callable[[str], List[RawImage]], class_keys: Sequence,
                  class_names: List[str], category_ids: List[int], report: DataReport,
                  max_objects: Optional[int] = None,
-                 annotation_files: Optional[Callable[[str], Path]] = None):
+                 annotation_files: Optional[Callable[[str], Path]] = None,
+                 location: Callable[[str], str] = str):
         self._parse = parse
         self._class_index = {key: index for index, key in enumerate(class_keys)}
         self.class_names = class_names
@@ -159,13 +161,15 @@ class FolderSource(Source):
         self.report = report
         self._max_objects = max_objects
         self._annotation_files = annotation_files
+        self._location = location
         self._splits: Dict[str, SplitIndex] = {}
 
     def index(self, split: str) -> SplitIndex:
         """The split's usable images and objects (parsed and checked on first use)."""
         if split not in self._splits:
             self._splits[split] = clean_split(split, self._parse(split), self._class_index,
-                                              self.report, self._max_objects)
+                                              self.report, self._max_objects,
+                                              location=self._location(split))
         return self._splits[split]
 
     def num_examples(self, split: str) -> int:
@@ -292,8 +296,12 @@ def _voc_source(cfg: DatasetConfig, classes: Optional[ClassMap], report: DataRep
         if not names:
             raise DataError(f"dataset.root={cfg.root}: split {cfg.train_split!r} has no "
                             f"named objects to take class names from; set dataset.classes")
+    def location(split: str) -> str:
+        listing = voc.split_list(root, split)
+        return str(listing if listing.is_file() else root / split)
+
     return FolderSource(parse, names, list(names), list(range(len(names))), report,
-                        max_objects)
+                        max_objects, location=location)
 
 
 def _coco_source(cfg: DatasetConfig, classes: Optional[ClassMap], report: DataReport,
@@ -322,7 +330,8 @@ def _coco_source(cfg: DatasetConfig, classes: Optional[ClassMap], report: DataRe
             ids = [ids[names.index(name)] for name in cfg.classes]
             names = list(cfg.classes)
     return FolderSource(parse, ids, list(names), list(ids), report, max_objects,
-                        annotation_files=lambda split: paths(split)[0])
+                        annotation_files=lambda split: paths(split)[0],
+                        location=lambda split: "{}, images in {}".format(*paths(split)))
 
 
 def build_source(cfg: DatasetConfig, classes: Optional[ClassMap] = None,

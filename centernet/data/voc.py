@@ -80,11 +80,23 @@ def _object(index: int, element: ET.Element) -> RawObject:
         return RawObject(index, name, None, difficult,
                          problem="missing or non-numeric " + ", ".join(
                              f"{key}={raw[key]!r}" for key in bad))
-    xmin, ymin, xmax, ymax = (values[key] for key in COORDINATES)
-    # A box drawn with coinciding corners (xmin == xmax) has no area, although the inclusive
-    # convention would make it one pixel wide: keep it empty, so it is reported and dropped.
-    box = (xmin - (xmin != xmax), ymin - (ymin != ymax), xmax, ymax)
-    return RawObject(index, name, box, difficult)
+    (x1, x2), (y1, y2) = (_continuous(values["xmin"], values["xmax"]),
+                          _continuous(values["ymin"], values["ymax"]))
+    return RawObject(index, name, (x1, y1, x2, y2), difficult)
+
+
+def _continuous(low: float, high: float) -> Tuple[float, float]:
+    """Inclusive 1-based pixel indices `low..high` -> continuous `(start, end)`.
+
+    `low < high` covers `[low - 1, high)`. Inverted corners (`low > high`) cover
+    `[high - 1, low)` and are returned still inverted, `(low, high - 1)`, for the box check to
+    swap and report. Coinciding corners (`low == high`) were drawn with no size: `(low, low)`
+    stays empty, so it is reported and dropped rather than becoming one pixel wide."""
+    if low < high:
+        return low - 1.0, high
+    if low > high:
+        return low, high - 1.0
+    return low, high
 
 
 def parse_xml(path: Path, image_id: int, image_dir: Optional[Path],
