@@ -35,10 +35,13 @@ def train_example(record: Dict[str, tf.Tensor], seed: tf.Tensor, cfg: RunConfig,
                   num_classes: int) -> Dict[str, tf.Tensor]:
     """One training example: decode, augment, letterbox, render the stride-4 targets.
 
+    With `augment.crop` the augmented image is already `S x S`, so letterboxing is the identity
+    (no resize, no padding, boxes unchanged).
+
     Returns:
         `image` `[S, S, 3]` uint8 and the `render_targets` outputs at `S / 4`.
     """
-    example = augment(decode_record(record), cfg.augment, seed)
+    example = augment(decode_record(record), cfg.augment, seed, cfg.model.input_size)
     image, params = letterbox_image(example["image"], cfg.model.input_size)
     boxes = letterbox_boxes(example["boxes"], params) / DOWN_RATIO
     trained = tf.logical_not(example["is_crowd"])
