@@ -1,27 +1,232 @@
-"""Shared behaviour of the command-line scripts: user errors become one clear line and a
-non-zero exit code instead of a traceback; anything else is a bug and keeps its traceback."""
+"""Shared behaviour of the command-line scripts: a quiet start, and user errors that become one
+clear line and a non-zero exit code instead of a traceback (anything else is a bug and keeps its
+traceback).
+
+Quiet start. Importing this module (every script does, before TensorFlow is imported) arranges
+that the first import of TensorFlow, Keras or TFDS prints nothing a user cannot act on:
+
+* TensorFlow's native libraries log while they load, before its log level applies (absl's
+  "WARNING: All log messages before absl::InitializeLog() ...", oneDNN and CUDA-driver notes),
+  and its first look for GPUs logs `failed call to cuInit` on machines without one. The import
+  and that look run with the process's stderr (file descriptor 2) sent to a temporary file;
+  afterwards its lines are written to stderr again, minus the native log lines below the level.
+* `TF_CPP_MIN_LOG_LEVEL` is set to 2, so later native INFO and WARNING lines are hidden while
+  ERROR and FATAL ones still show.
+* Python warnings raised while these libraries import are hidden.
+
+`verbose=true` on the command line (removed from `sys.argv` here, before Hydra parses it) turns
+all of this off. A `TF_CPP_MIN_LOG_LEVEL` set by the user is kept and decides which native
+lines show, also those written while loading.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
+import importlib.abc
 import logging
 import os
+import re
 import sys
-from typing import Callable, TypeVar
+import tempfile
+import warnings
+from typing import Callable, Iterator, List, Sequence, TypeVar
 
 from centernet.errors import USER_ERRORS
 
 T = TypeVar("T")
 
 EXIT_USER_ERROR = 2
+VERBOSE_KEY = "verbose"
+QUIET_LOG_LEVEL = "2"  # TF_CPP_MIN_LOG_LEVEL after loading: ERROR and FATAL lines show
+QUIET_MODULES = ("tensorflow", "keras", "tensorflow_datasets")
+
+# A native (glog/absl) log line: severity, MMDD, time (before absl::InitializeLog
+# "00:00:<epoch seconds>"), thread id, file:line], e.g. "I0000 00:00:1795869514.115291    7238
+# port.cc:153] oneDNN custom operations are on. ...".
+NATIVE_LOG_LINE = re.compile(r"^([IWEF])\d{4} [\d:.]+ +\d+ [^\s\]]+:\d+\] ")
+ABSL_PREAMBLE = "WARNING: All log messages before absl::InitializeLog() is called"
+SEVERITY = {"I": 0, "W": 1, "E": 2, "F": 3}
+
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+
+VERBOSE = False  # set from the command line when this module is imported
 
 
 def run_command(command: Callable[[], T]) -> T:
     """Run `command`; on a config, data, checkpoint or non-finite-loss error print
     `error: <message>` to stderr and exit with status 2."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide CUDA probing on CPU machines
-    logging.getLogger("absl").setLevel(logging.WARNING)  # TFDS reports every dataset it opens
+    if not VERBOSE:
+        logging.getLogger("absl").setLevel(logging.WARNING)  # TFDS reports every dataset it opens
+        logging.getLogger("tensorflow").setLevel(logging.WARNING)  # "Assets written to: ..."
     try:
         return command()
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
+
+
+def pop_verbose(argv: List[str]) -> bool:
+    """Remove `verbose=BOOL` (or `+verbose=BOOL`) from `argv[1:]`; the last one wins."""
+    verbose = False
+    for arg in list(argv[1:]):
+        key, sep, value = arg.partition("=")
+        if not sep or key.lstrip("+") != VERBOSE_KEY:
+            continue
+        if value.lower() not in _TRUE + _FALSE:
+            print(f"error: {arg} is invalid: use verbose=true or verbose=false", file=sys.stderr)
+            sys.exit(EXIT_USER_ERROR)
+        verbose = value.lower() in _TRUE
+        argv.remove(arg)
+    return verbose
+
+
+def filter_native_log(text: str, min_level: int) -> str:
+    """`text` without the native log lines of severity below `min_level` (0 INFO, 1 WARNING,
+    2 ERROR, 3 FATAL) and, when `min_level` >= 1, absl's preamble. Every other line is kept,
+    also the rare second line of a dropped message: it cannot be told from other output."""
+    kept = []
+    for line in text.splitlines(keepends=True):
+        match = NATIVE_LOG_LINE.match(line)
+        if match and SEVERITY[match.group(1)] < min_level:
+            continue
+        if line.startswith(ABSL_PREAMBLE) and min_level >= 1:
+            continue
+        kept.append(line)
+    return "".join(kept)
+
+
+@contextlib.contextmanager
+def quiet_native_stderr(min_level: int) -> Iterator[None]:
+    """Send file descriptor 2 to a temporary file inside the block, then write what was
+    captured to stderr through `filter_native_log`. A crash inside the block still reports
+    to the real stderr (faulthandler), though the captured lines are lost with the process."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    saved = os.dup(2)
+    was_enabled = faulthandler.is_enabled()
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        faulthandler.enable(file=saved)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if was_enabled:
+                faulthandler.enable()
+            else:
+                faulthandler.disable()
+            capture.seek(0)
+            text = filter_native_log(capture.read().decode(errors="replace"), min_level)
+            if text:
+                sys.stderr.write(text)
+                sys.stderr.flush()
+
+
+@contextlib.contextmanager
+def hidden_warnings() -> Iterator[None]:
+    """Python warnings raised inside the block are not shown (filters set in it are kept, and
+    warnings turned into errors still raise)."""
+    show = warnings.showwarning
+    warnings.showwarning = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        warnings.showwarning = show
+
+
+class _QuietLoader(importlib.abc.Loader):
+    """Runs another loader's `exec_module` inside the quiet start, then steps aside."""
+
+    def __init__(self, loader, finder: "QuietImportFinder"):
+        self._loader = loader
+        self._finder = finder
+
+    def __getattr__(self, name):
+        return getattr(self._loader, name)
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        module.__loader__ = self._loader
+        if module.__spec__ is not None:
+            module.__spec__.loader = self._loader
+        self._finder.run_quietly(lambda: self._loader.exec_module(module))
+
+
+class QuietImportFinder(importlib.abc.MetaPathFinder):
+    """A `sys.meta_path` entry that runs the first import of each of `modules` quietly
+    (module docstring): native log lines below `min_level` (0: all kept) are dropped,
+    Python warnings hidden when `hide_warnings`, and with `probe_devices` TensorFlow looks for
+    GPUs before the quiet part ends, so that its `cuInit` line is dropped too."""
+
+    def __init__(self, min_level: int, hide_warnings: bool, probe_devices: bool,
+                 modules: Sequence[str] = QUIET_MODULES):
+        self.min_level = min_level
+        self.hide_warnings = hide_warnings
+        self.probe_devices = probe_devices
+        self.modules = tuple(modules)
+        self._active = False
+
+    def find_spec(self, name, path=None, target=None):
+        if self._active or name not in self.modules:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None:
+                if spec.loader is None or not hasattr(spec.loader, "exec_module"):
+                    return spec
+                spec.loader = _QuietLoader(spec.loader, self)
+                return spec
+        return None
+
+    def run_quietly(self, load: Callable[[], None]) -> None:
+        self._active = True
+        try:
+            with contextlib.ExitStack() as stack:
+                if self.min_level:
+                    stack.enter_context(quiet_native_stderr(self.min_level))
+                if self.hide_warnings:
+                    stack.enter_context(hidden_warnings())
+                load()
+                if self.probe_devices and "tensorflow" in sys.modules:
+                    with contextlib.suppress(Exception):
+                        sys.modules["tensorflow"].config.list_physical_devices("GPU")
+        finally:
+            self._active = False
+
+
+def _native_level(value: str) -> int:
+    try:
+        return min(max(int(value), 0), 3)
+    except ValueError:
+        return 0
+
+
+def configure_quiet_start(argv: List[str]) -> bool:
+    """Read `verbose=` from `argv` (removing it), set up the quiet start unless verbose, and
+    return whether verbose."""
+    verbose = pop_verbose(argv)
+    user_level = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
+    if user_level is not None:
+        finder = QuietImportFinder(_native_level(user_level), not verbose, probe_devices=False)
+    elif verbose:
+        return True
+    else:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = QUIET_LOG_LEVEL
+        finder = QuietImportFinder(3, hide_warnings=True, probe_devices=True)
+    if not any(name in sys.modules for name in QUIET_MODULES) and not any(
+            isinstance(entry, QuietImportFinder) for entry in sys.meta_path):
+        sys.meta_path.insert(0, finder)
+    return verbose
+
+
+VERBOSE = configure_quiet_start(sys.argv)
