@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 DATASET_SOURCES = ("shapes", "tfds", "voc_xml", "coco_json")
 PRETRAINED = ("imagenet",)
+PRETRAINED_BACKBONES = ("resnet50", "mobilenetv2")  # keras.applications ships their weights
 BACKBONES = ("resnet18", "resnet50", "mobilenetv2")
 LOSS_IMPLS = ("stable", "naive", "clamped")
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -126,6 +127,11 @@ class ModelConfig:
         _choice("model.name", self.name, BACKBONES)
         if self.pretrained is not None:
             _choice("model.pretrained", self.pretrained, PRETRAINED)
+            if self.name not in PRETRAINED_BACKBONES:
+                _fail("model.pretrained", self.pretrained,
+                      f"backbone {self.name} has no ImageNet weights in keras.applications; "
+                      f"choose model.name={' or model.name='.join(PRETRAINED_BACKBONES)}, or "
+                      f"pass model.weights=PATH")
         if self.input_size < 64 or self.input_size % 32:
             _fail("model.input_size", self.input_size,
                   "must be a multiple of 32 and at least 64 (e.g. 128, 256, 512)")

@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
 
-from centernet.checkpointing import CheckpointStore, model_spec
+from centernet.checkpointing import CheckpointStore, list_checkpoints, model_spec
 from centernet.config import RunConfig, validate
 from centernet.data.pipeline import train_dataset
 from centernet.data.sources import ClassMap, build_source, check_splits
@@ -129,7 +129,10 @@ class Trainer:
         self.end_step = min(self.total_steps, cfg.train.stop_at_step or self.total_steps)
 
         with strategy.scope():
-            self.model = build_model(cfg.model, self.source.num_classes)
+            # A resumed run takes every weight from its checkpoint: no download, no file.
+            resuming = bool(list_checkpoints(run_dir / "checkpoints"))
+            self.model = build_model(cfg.model, self.source.num_classes,
+                                     initial_weights=not resuming)
             self.schedule = build_schedule(cfg.schedule, cfg.train.peak_lr, self.total_steps)
             self.optimizer = build_optimizer(cfg.optimizer, self.schedule, cfg.precision)
             self.optimizer.build(self.model.trainable_variables)

@@ -1,14 +1,44 @@
 """Backbones: image `[B, S, S, 3]` float in `[0, 255]` -> stride-32 feature map.
 
 `resnet18` is the original CenterNet's (torchvision layout: 7x7 stem, four stages of two basic
-blocks); `resnet50` and `mobilenetv2` come from `keras.applications` without their classifier.
-All train from scratch unless `model.weights` names a weights file (nothing is downloaded).
+blocks); `resnet50` and `mobilenetv2` come from `keras.applications` without their classifier,
+each behind the `preprocess_input` its ImageNet weights were trained with (ResNet-50: RGB -> BGR
+and the ImageNet mean subtracted; MobileNetV2: scaled to [-1, 1]).
+
+All train from scratch unless `model.pretrained=imagenet` (`resnet50`, `mobilenetv2`: Keras
+downloads its ImageNet weights once into `~/.keras/models/`, or `$KERAS_HOME/models/`) or
+`model.weights` names a weights file.
 """
 
 from __future__ import annotations
 
+import warnings
+from typing import Optional, Tuple
+
 import keras
 from keras import layers
+
+from centernet.config import PRETRAINED_BACKBONES  # noqa: F401  (re-exported)
+
+# The origin of each ImageNet weights file Keras fetches for PRETRAINED_BACKBONES (it is named
+# after its URL's last part) is given by `imagenet_weights_file`.
+_MOBILENET_V2_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
+                     "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{}_no_top.h5")
+_MOBILENET_V2_SIZES = (96, 128, 160, 192, 224)  # trained input sizes; others get 224's weights
+_RESNET50_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
+                 "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5")
+
+
+def imagenet_weights_file(name: str, input_size: int) -> Tuple[str, str]:
+    """`(file name, URL)` of the ImageNet weights Keras fetches for backbone `name` at
+    `input_size` (its cache holds them as `~/.keras/models/<file name>`)."""
+    if name == "resnet50":
+        url = _RESNET50_URL
+    elif name == "mobilenetv2":
+        url = _MOBILENET_V2_URL.format(input_size if input_size in _MOBILENET_V2_SIZES else 224)
+    else:
+        raise ValueError(f"backbone {name} has no ImageNet weights in keras.applications")
+    return url.rsplit("/", 1)[1], url
 
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
@@ -32,8 +62,10 @@ def basic_block(x, filters: int, stride: int, name: str):
     return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([shortcut, y]))
 
 
-def resnet18(inputs) -> keras.Model:
+def resnet18(inputs, pretrained: Optional[str] = None) -> keras.Model:
     """ResNet-18 to stride 32 (512 channels), inputs normalised as ImageNet models expect."""
+    if pretrained:
+        raise ValueError("resnet18 has no pretrained weights")
     x = layers.Normalization(mean=[123.675, 116.28, 103.53],
                              variance=[58.395 ** 2, 57.12 ** 2, 57.375 ** 2],
                              name="normalize")(inputs)
@@ -45,17 +77,26 @@ def resnet18(inputs) -> keras.Model:
     return keras.Model(inputs, x, name="resnet18")
 
 
-def resnet50(inputs) -> keras.Model:
+def resnet50(inputs, pretrained: Optional[str] = None) -> keras.Model:
+    """keras.applications ResNet-50 (caffe-style `preprocess_input`), `pretrained` weights
+    ("imagenet" or None) fetched by Keras."""
     x = keras.applications.resnet.preprocess_input(inputs)
-    base = keras.applications.ResNet50(include_top=False, weights=None,
+    base = keras.applications.ResNet50(include_top=False, weights=pretrained,
                                        input_shape=tuple(inputs.shape[1:]))
     return keras.Model(inputs, base(x), name="resnet50")
 
 
-def mobilenetv2(inputs) -> keras.Model:
+def mobilenetv2(inputs, pretrained: Optional[str] = None) -> keras.Model:
+    """keras.applications MobileNetV2 (inputs scaled to [-1, 1]), `pretrained` weights
+    ("imagenet" or None) fetched by Keras. Without a classifier the weights fit any input
+    size; at sizes ImageNet models were not trained at, Keras takes the 224 px ones."""
     x = keras.applications.mobilenet_v2.preprocess_input(inputs)
-    base = keras.applications.MobileNetV2(include_top=False, weights=None,
-                                          input_shape=tuple(inputs.shape[1:]))
+    size = inputs.shape[1]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*will be loaded as the default")
+        base = keras.applications.MobileNetV2(include_top=False, weights=pretrained,
+                                              input_shape=tuple(inputs.shape[1:]),
+                                              name=f"mobilenetv2_1.00_{size}")
     return keras.Model(inputs, base(x), name="mobilenetv2")
 
 
