@@ -94,7 +94,8 @@ class SplitIndex:
             to_record, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def clean_box(box: Sequence[float], height: int, width: int) -> Tuple[Optional[np.ndarray], List[str]]:
+def clean_box(box: Sequence[float], height: int,
+              width: int) -> Tuple[Optional[np.ndarray], List[str]]:
     """Repair one `x1, y1, x2, y2` pixel box for an image of `height x width`.
 
     Returns:

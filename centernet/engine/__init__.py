@@ -1,0 +1,2 @@
+"""Training and working with runs: the loop (`training`), checkpoints (`checkpointing`), the
+run log (`run_log`), optimisers and schedules (`optim`), and finished runs (`runs`)."""
