@@ -117,7 +117,7 @@ def decode_cost(batch_size: int = 8, output_size: int = 128, num_classes: int = 
 def evaluation_cost(cfg: RunConfig) -> Dict[str, float]:
     """Seconds to evaluate the validation split (predict, decode, pycocotools), with freshly
     initialised weights (K detections per image, as a trained model gives)."""
-    from centernet.inference import SplitEvaluator
+    from centernet.evaluation.inference import SplitEvaluator
 
     source = build_source(cfg.dataset)
     start = time.perf_counter()

@@ -18,7 +18,7 @@ from typing import Sequence
 import tensorflow as tf
 
 from centernet.data.letterbox import letterbox_image
-from centernet.inference import Predictor
+from centernet.evaluation.inference import Predictor
 
 
 class DetectorModule(tf.Module):

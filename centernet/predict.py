@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from centernet.data.letterbox import letterbox_image
 from centernet.errors import DataError
-from centernet.inference import Predictor
+from centernet.evaluation.inference import Predictor
 from centernet.visualize import crop_letterbox, draw_boxes, overlay_heatmap, write_image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")

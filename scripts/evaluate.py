@@ -1,7 +1,7 @@
 """COCO-evaluate a checkpoint: `python scripts/evaluate.py run_dir=DIR [checkpoint=PATH]`.
 
 Rebuilds the model from DIR's own saved config, loads its best (else latest) checkpoint, prints
-the metrics table and where the errors are (`centernet.error_analysis`), and writes
+the metrics table and where the errors are (`centernet.evaluation.error_analysis`), and writes
 DIR/eval/metrics.json, DIR/eval/detections.json and DIR/eval/errors.json. Any dataset or
 eval key can be overridden, e.g. `dataset.val_split=test eval.flip_test=true`.
 """
@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from centernet.cli import run_command
 from centernet.config import SCRIPT_KEYS
-from centernet.runs import load_run_config, locate
+from centernet.engine.runs import load_run_config, locate
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="evaluate")
@@ -22,9 +22,9 @@ def main(cfg: DictConfig) -> None:
     def evaluate() -> dict:
         run_dir, checkpoint = locate(cfg.run_dir, cfg.checkpoint)
         run = load_run_config(run_dir, cfg, HydraConfig.get().overrides.task, SCRIPT_KEYS)
-        from centernet.error_analysis import format_error_table
-        from centernet.evaluation import format_metrics_table
-        from centernet.runs import evaluate_run
+        from centernet.evaluation.error_analysis import format_error_table
+        from centernet.evaluation.metrics import format_metrics_table
+        from centernet.engine.runs import evaluate_run
 
         output_dir = run_dir / "eval"
         metrics, errors = evaluate_run(run, run_dir, checkpoint, output_dir)

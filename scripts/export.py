@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from centernet.cli import run_command
 from centernet.config import SCRIPT_KEYS
-from centernet.runs import load_run_config, locate
+from centernet.engine.runs import load_run_config, locate
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="export")
@@ -21,8 +21,8 @@ def main(cfg: DictConfig) -> None:
         run_dir, checkpoint = locate(cfg.run_dir, cfg.checkpoint)
         run = load_run_config(run_dir, cfg, HydraConfig.get().overrides.task, SCRIPT_KEYS)
         from centernet.export import export_saved_model
-        from centernet.inference import Predictor
-        from centernet.runs import load_model, run_classes
+        from centernet.evaluation.inference import Predictor
+        from centernet.engine.runs import load_model, run_classes
 
         classes = run_classes(run_dir, run)
         model = load_model(run, checkpoint, len(classes.names))

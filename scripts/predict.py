@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from centernet.cli import run_command
 from centernet.config import SCRIPT_KEYS
 from centernet.errors import DataError
-from centernet.runs import load_run_config, locate
+from centernet.engine.runs import load_run_config, locate
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="predict")
@@ -25,9 +25,9 @@ def main(cfg: DictConfig) -> None:
             raise DataError("pass input=PATH (an image, a folder of images or a video)")
         run_dir, checkpoint = locate(cfg.run_dir, cfg.checkpoint)
         run = load_run_config(run_dir, cfg, HydraConfig.get().overrides.task, SCRIPT_KEYS)
-        from centernet.inference import Predictor
+        from centernet.evaluation.inference import Predictor
         from centernet.predict import predict as draw_predictions
-        from centernet.runs import load_model, run_classes
+        from centernet.engine.runs import load_model, run_classes
 
         classes = run_classes(run_dir, run)
         model = load_model(run, checkpoint, len(classes.names))

@@ -16,7 +16,7 @@ from centernet.config import validate
 def main(cfg: DictConfig) -> float:
     def train() -> dict:
         run = validate(cfg)  # fails on bad values before TensorFlow is imported
-        from centernet.training import train as train_run
+        from centernet.engine.training import train as train_run
 
         return train_run(run, HydraConfig.get().runtime.output_dir)
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from centernet.error_analysis import analyze_errors, format_error_table
+from centernet.evaluation.error_analysis import analyze_errors, format_error_table
 
 
 def box(x1, y1, x2, y2):

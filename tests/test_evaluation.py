@@ -1,4 +1,4 @@
-"""Tests for centernet.evaluation: COCO metrics (pycocotools) and VOC AP50.
+"""Tests for centernet.evaluation.metrics: COCO metrics (pycocotools) and VOC AP50.
 
 Expected values come from hand computation (worked out in comments) or from pycocotools run
 directly on JSON files, never from the code under test run a second time.
@@ -16,7 +16,7 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from centernet.evaluation import (
+from centernet.evaluation.metrics import (
     COCO_STAT_NAMES,
     CocoEvaluator,
     GroundTruthImage,
@@ -399,5 +399,5 @@ def test_format_metrics_table():
 
 
 def test_import_does_not_load_tensorflow():
-    code = "import sys, centernet.evaluation; assert 'tensorflow' not in sys.modules"
+    code = "import sys, centernet.evaluation.metrics; assert 'tensorflow' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

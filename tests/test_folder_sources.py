@@ -382,7 +382,7 @@ def _pycocotools(annotation_file: Path, detections: list) -> "COCOeval":
 
 
 def _assert_stats_equal(metrics: dict, stats) -> None:
-    from centernet.evaluation import COCO_STAT_NAMES
+    from centernet.evaluation.metrics import COCO_STAT_NAMES
 
     for name, value in zip(COCO_STAT_NAMES, stats):
         if value == -1:
@@ -408,8 +408,8 @@ def _assert_per_class_equal(metrics: dict, reference, categories: list) -> None:
 
 
 def test_coco_evaluation_on_original_file_equals_pycocotools(tmp_path):
-    from centernet.evaluation import CocoEvaluator
-    from centernet.inference import original_ground_truth
+    from centernet.evaluation.metrics import CocoEvaluator
+    from centernet.evaluation.inference import original_ground_truth
 
     root = tmp_path / "coco"
     annotation_file = _eval_folder(root)

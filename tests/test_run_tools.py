@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from centernet.run_log import read_metrics
+from centernet.engine.run_log import read_metrics
 from conftest import run_script
 
 pytestmark = pytest.mark.slow

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from centernet.optim import WarmupSchedule
+from centernet.engine.optim import WarmupSchedule
 
 
 def reference(step, peak, total, name, warmup, milestones=(0.64, 0.86), gamma=0.1, floor=0.0):

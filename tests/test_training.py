@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from centernet.checkpointing import all_finite, list_checkpoints
+from centernet.engine.checkpointing import all_finite, list_checkpoints
 from centernet.config import validate
 from centernet.data.pipeline import train_dataset
 from centernet.data.sources import build_source
 from centernet.errors import NonFiniteLossError
 from centernet.model import build_model
-from centernet.optim import build_optimizer, build_schedule
-from centernet.run_log import read_metrics
-from centernet.training import make_train_step, train
+from centernet.engine.optim import build_optimizer, build_schedule
+from centernet.engine.run_log import read_metrics
+from centernet.engine.training import make_train_step, train
 from conftest import ROOT, compose_config, run_script
 from test_schedule import reference
 

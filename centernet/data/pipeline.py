@@ -20,7 +20,7 @@ from centernet.data.augment import augment
 from centernet.data.letterbox import letterbox_boxes, letterbox_image
 from centernet.data.sources import Source, decode_record
 from centernet.data.targets import render_targets
-from centernet.evaluation import GroundTruthImage
+from centernet.evaluation.metrics import GroundTruthImage
 
 AUTOTUNE = tf.data.AUTOTUNE
 

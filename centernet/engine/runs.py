@@ -52,7 +52,7 @@ def load_run_config(run_dir: Path, composed: DictConfig, overrides: Iterable[str
 
 
 def _describe(directory: Path) -> str:
-    from centernet.checkpointing import list_checkpoints
+    from centernet.engine.checkpointing import list_checkpoints
 
     found = [str(p) for d in (directory, directory / "best") for p in list_checkpoints(d)]
     return "existing checkpoints: " + (", ".join(found) if found else f"none in {directory}")
@@ -64,7 +64,7 @@ def resolve_checkpoint(run_dir: Path, checkpoint: Optional[str]) -> Path:
     Raises:
         CheckpointError: the path does not exist; the message lists the checkpoints that do.
     """
-    from centernet.checkpointing import list_checkpoints
+    from centernet.engine.checkpointing import list_checkpoints
 
     checkpoints = Path(run_dir) / "checkpoints"
     if checkpoint:
@@ -107,7 +107,7 @@ def load_model(run: RunConfig, checkpoint: Path, num_classes: int):
     import keras
     import tensorflow as tf
 
-    from centernet.checkpointing import model_spec, restore
+    from centernet.engine.checkpointing import model_spec, restore
     from centernet.model import build_model
 
     keras.mixed_precision.set_global_policy(run.precision.policy)  # as training evaluated
@@ -124,17 +124,18 @@ def evaluate_run(run: RunConfig, run_dir: Path, checkpoint: Path,
 
     Writes `output_dir/metrics.json` (`AP`, `AP50`, ... as fractions, plus `checkpoint`,
     `split`), `output_dir/detections.json` (COCO results, original image and category ids) and
-    `output_dir/errors.json` (`centernet.error_analysis.analyze_errors` at IoU 0.5, score 0.3).
+    `output_dir/errors.json` (`centernet.evaluation.error_analysis.analyze_errors` at IoU 0.5,
+    score 0.3).
 
     Returns:
         the metrics dict and the error analysis.
     """
     import json
 
-    from centernet.checkpointing import write_json_atomic
-    from centernet.error_analysis import analyze_errors
+    from centernet.engine.checkpointing import write_json_atomic
+    from centernet.evaluation.error_analysis import analyze_errors
     from centernet.data.sources import ClassMap, build_source, check_splits
-    from centernet.inference import SplitEvaluator
+    from centernet.evaluation.inference import SplitEvaluator
 
     source = build_source(run.dataset, ClassMap.load(run_dir))
     check_splits(source, [run.dataset.val_split])

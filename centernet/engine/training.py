@@ -18,16 +18,16 @@ import numpy as np
 import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
 
-from centernet.checkpointing import CheckpointStore, list_checkpoints, model_spec
+from centernet.engine.checkpointing import CheckpointStore, list_checkpoints, model_spec
 from centernet.config import RunConfig, validate
 from centernet.data.pipeline import train_dataset
 from centernet.data.sources import ClassMap, build_source, check_splits
 from centernet.errors import NonFiniteLossError
-from centernet.inference import SplitEvaluator
+from centernet.evaluation.inference import SplitEvaluator
 from centernet.losses import centernet_loss
 from centernet.model import build_model
-from centernet.optim import build_optimizer, build_schedule
-from centernet.run_log import Progress, RunLog
+from centernet.engine.optim import build_optimizer, build_schedule
+from centernet.engine.run_log import Progress, RunLog
 
 LOSS_PARTS = ("loss", "heatmap", "wh", "offset", "giou")
 SUMMARY_METRICS = ("AP", "AP50", "AP75")

@@ -15,7 +15,7 @@ from centernet.data.pipeline import eval_dataset, ground_truth
 from centernet.data.sources import Source
 from centernet.decode import decode_probs, merge_flipped, to_original_pixels
 from centernet.errors import DataError
-from centernet.evaluation import CocoEvaluator, coco_ground_truth
+from centernet.evaluation.metrics import CocoEvaluator, coco_ground_truth
 
 
 class Predictor:
