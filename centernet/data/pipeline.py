@@ -10,9 +10,8 @@ the same stream.
 from __future__ import annotations
 
 import random
-from typing import Dict, List
+from typing import Dict
 
-import numpy as np
 import tensorflow as tf
 
 from centernet.config import DOWN_RATIO, RunConfig
@@ -20,7 +19,6 @@ from centernet.data.augment import augment
 from centernet.data.letterbox import letterbox_boxes, letterbox_image
 from centernet.data.sources import Source, decode_record
 from centernet.data.targets import render_targets
-from centernet.evaluation.metrics import GroundTruthImage
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -95,21 +93,3 @@ def eval_dataset(source: Source, split: str, input_size: int, batch_size: int) -
             .map(lambda record: eval_example(record, input_size), num_parallel_calls=AUTOTUNE)
             .batch(batch_size)
             .prefetch(AUTOTUNE))
-
-
-def ground_truth(source: Source, split: str) -> List[GroundTruthImage]:
-    """The annotations of `split` in original image pixels, for COCO evaluation."""
-
-    def annotations(record: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-        example = decode_record(record)
-        return {key: example[key] for key in ("image_id", "boxes", "labels", "is_crowd")} | {
-            "size": tf.shape(example["image"])[:2]}
-
-    images = []
-    for item in source.read(split).map(annotations, num_parallel_calls=AUTOTUNE) \
-            .as_numpy_iterator():
-        images.append(GroundTruthImage(
-            image_id=int(item["image_id"]), height=int(item["size"][0]),
-            width=int(item["size"][1]), boxes=np.asarray(item["boxes"], np.float64),
-            labels=item["labels"], is_crowd=item["is_crowd"]))
-    return images

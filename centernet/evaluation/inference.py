@@ -1,21 +1,22 @@
-"""Run a model on letterboxed batches and return detections in original image pixels."""
+"""Run a model on letterboxed batches and return detections in original image pixels; read a
+split's ground truth for evaluation."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, Iterable, Optional
+from typing import Dict, Iterable, List, Optional
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from centernet.config import RunConfig
-from centernet.data.pipeline import eval_dataset, ground_truth
-from centernet.data.sources import Source
+from centernet.data.pipeline import AUTOTUNE, eval_dataset
+from centernet.data.sources import Source, decode_record
 from centernet.decode import decode_probs, merge_flipped, to_original_pixels
 from centernet.errors import DataError
-from centernet.evaluation.metrics import CocoEvaluator, coco_ground_truth
+from centernet.evaluation.metrics import CocoEvaluator, GroundTruthImage, coco_ground_truth
 
 
 class Predictor:
@@ -86,6 +87,24 @@ def evaluate_predictions(predictor: Predictor, batches: Iterable[Dict[str, tf.Te
         if progress is not None:
             progress(len(detections["image_id"]))
     return evaluator.evaluate()
+
+
+def ground_truth(source: Source, split: str) -> List[GroundTruthImage]:
+    """The annotations of `split` in original image pixels, for COCO evaluation."""
+
+    def annotations(record: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        example = decode_record(record)
+        return {key: example[key] for key in ("image_id", "boxes", "labels", "is_crowd")} | {
+            "size": tf.shape(example["image"])[:2]}
+
+    images = []
+    for item in source.read(split).map(annotations, num_parallel_calls=AUTOTUNE) \
+            .as_numpy_iterator():
+        images.append(GroundTruthImage(
+            image_id=int(item["image_id"]), height=int(item["size"][0]),
+            width=int(item["size"][1]), boxes=np.asarray(item["boxes"], np.float64),
+            labels=item["labels"], is_crowd=item["is_crowd"]))
+    return images
 
 
 def original_ground_truth(source: Source, split: str) -> Optional[dict]:
