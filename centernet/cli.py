@@ -9,7 +9,8 @@ that the first import of TensorFlow, Keras or TFDS prints nothing a user cannot 
   "WARNING: All log messages before absl::InitializeLog() ...", oneDNN and CUDA-driver notes),
   and its first look for GPUs logs `failed call to cuInit` on machines without one. The import
   and that look run with the process's stderr (file descriptor 2) sent to a temporary file;
-  afterwards its lines are written to stderr again, minus the native log lines below the level.
+  afterwards its lines are written to stderr again, minus the native log lines below the level
+  (all of them when the import fails, so nothing that explains a failure is lost).
 * `TF_CPP_MIN_LOG_LEVEL` is set to 2, so later native INFO and WARNING lines are hidden while
   ERROR and FATAL ones still show.
 * Python warnings raised while these libraries import are hidden.
@@ -40,6 +41,7 @@ EXIT_USER_ERROR = 2
 VERBOSE_KEY = "verbose"
 QUIET_LOG_LEVEL = "2"  # TF_CPP_MIN_LOG_LEVEL after loading: ERROR and FATAL lines show
 QUIET_MODULES = ("tensorflow", "keras", "tensorflow_datasets")
+QUIET_MARKER = "CENTERNET_QUIET_LOG_LEVEL"  # the TF_CPP_MIN_LOG_LEVEL this module set
 
 # A native (glog/absl) log line: severity, MMDD, time (before absl::InitializeLog
 # "00:00:<epoch seconds>"), thread id, file:line], e.g. "I0000 00:00:1795869514.115291    7238
@@ -107,22 +109,26 @@ def quiet_native_stderr(min_level: int) -> Iterator[None]:
             stream.flush()
     saved = os.dup(2)
     was_enabled = faulthandler.is_enabled()
+    failed = False
     with tempfile.TemporaryFile() as capture:
         os.dup2(capture.fileno(), 2)
-        faulthandler.enable(file=saved)
+        if not was_enabled:  # an enabled handler (e.g. pytest's) writes to its own file
+            faulthandler.enable(file=saved)
         try:
             yield
+        except BaseException:
+            failed = True  # then every captured line may explain it: keep them all
+            raise
         finally:
             with contextlib.suppress(Exception):
                 sys.stderr.flush()
             os.dup2(saved, 2)
-            os.close(saved)
-            if was_enabled:
-                faulthandler.enable()
-            else:
+            if not was_enabled:
                 faulthandler.disable()
+            os.close(saved)
             capture.seek(0)
-            text = filter_native_log(capture.read().decode(errors="replace"), min_level)
+            text = capture.read().decode(errors="replace")
+            text = text if failed else filter_native_log(text, min_level)
             if text:
                 sys.stderr.write(text)
                 sys.stderr.flush()
@@ -216,12 +222,15 @@ def configure_quiet_start(argv: List[str]) -> bool:
     return whether verbose."""
     verbose = pop_verbose(argv)
     user_level = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
+    if os.environ.get(QUIET_MARKER) == user_level:
+        user_level = None  # set by this module in a parent process, not by the user
     if user_level is not None:
         finder = QuietImportFinder(_native_level(user_level), not verbose, probe_devices=False)
     elif verbose:
         return True
     else:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = QUIET_LOG_LEVEL
+        os.environ[QUIET_MARKER] = QUIET_LOG_LEVEL  # child processes know it is ours
         finder = QuietImportFinder(3, hide_warnings=True, probe_devices=True)
     if not any(name in sys.modules for name in QUIET_MODULES) and not any(
             isinstance(entry, QuietImportFinder) for entry in sys.meta_path):

@@ -31,7 +31,7 @@ ACTION = {
     "size_missing": "repaired", "size_mismatch": "repaired", "coordinate_invalid": "dropped",
     "class_unknown": "dropped", "box_inverted": "repaired", "box_clipped": "repaired",
     "box_outside": "dropped", "box_empty": "dropped", "no_objects": "kept",
-    "too_many_objects": "kept",
+    "too_many_objects": "kept", "class_excluded": "excluded", "duplicate_image": "skipped",
 }
 
 
@@ -337,8 +337,16 @@ def test_missing_coordinate_drops_the_object(tmp_path):
                     "coordinate_invalid")
 
 
-def test_class_not_in_dataset_classes_drops_the_object(tmp_path):
-    _object_dropped(tmp_path, voc_object("horse", 35, 6, 40, 25), "class_unknown")
+def test_class_left_out_of_dataset_classes_is_excluded_even_when_strict(tmp_path):
+    """dataset.classes chooses the classes: other objects are not used, reported as
+    `class_excluded`, and never a strict error (the user asked for it)."""
+    root = _one_image(tmp_path, voc_object("horse", 35, 6, 40, 25))
+    for strict in (False, True):
+        source = build_source(voc_config(root, strict=strict))
+        (example,) = examples(source, "train")
+        case = only_case(source, "class_excluded")
+        assert Path(case.file).name == "a.xml" and case.object == 1
+        check_good(example)
 
 
 def test_box_wholly_outside_is_dropped(tmp_path):
@@ -563,10 +571,10 @@ def test_report_serialises_every_case(tmp_path):
     assert saved == source.report.to_dict()
     kinds = {(case["kind"], case["action"], case["object"]) for case in saved["cases"]}
     assert kinds == {("size_missing", "repaired", None), ("box_clipped", "repaired", 1),
-                     ("class_unknown", "dropped", 2), ("box_outside", "dropped", 3)}
+                     ("class_excluded", "excluded", 2), ("box_outside", "dropped", 3)}
     assert saved["splits"]["train"] == {"images": 1, "images_used": 1, "objects": 4,
                                         "objects_used": 2}
-    assert saved["counts"] == {"size_missing": 1, "box_clipped": 1, "class_unknown": 1,
+    assert saved["counts"] == {"size_missing": 1, "box_clipped": 1, "class_excluded": 1,
                                "box_outside": 1}
     assert {case["split"] for case in saved["cases"]} == {"train"}
     assert all(Path(case["file"]).name == "a.xml" for case in saved["cases"])
@@ -606,7 +614,7 @@ def _defective_folder(root: Path) -> set:
             ("train", "d_missing.xml", "image_missing", "skipped", None),
             ("train", "e_grey.png", "image_converted", "repaired", None),
             ("train", "e_grey.xml", "box_empty", "dropped", 1),
-            ("val", "w_unknown.xml", "class_unknown", "dropped", 1)}
+            ("val", "w_unknown.xml", "class_excluded", "excluded", 1)}
 
 
 def _error_lines(process) -> list:
@@ -624,7 +632,7 @@ def test_cli_training_reports_defects_and_strict_fails(tmp_path):
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]
     for kind in ("box_clipped", "image_unreadable", "image_missing", "image_converted",
-                 "box_empty", "class_unknown"):
+                 "box_empty", "class_excluded"):
         assert re.search(rf"\b1 x {kind} \({ACTION[kind]}\)", output), (kind, output[-3000:])
     report = json.loads((run_dir / "data_report.json").read_text())
     cases = {(c["split"], Path(c["file"]).name, c["kind"], c["action"], c["object"])
@@ -655,3 +663,92 @@ def test_cli_missing_root_exits_2_naming_the_path(tmp_path):
     assert str(missing) in line, line
     assert not missing.exists()
 
+
+
+# ---- defects found in review: ids, duplicates, areas, saved classes -------------------------
+
+
+def _coco_folder(tmp_path, images, annotations, categories) -> Path:
+    root = tmp_path / "coco"
+    for image in images:
+        write_image(root / "train" / Path(str(image["file_name"])).name,
+                    rects=[(10, 5, 30, 25, RED)])
+    write_coco(root / "annotations" / "instances_train.json", images, annotations, categories)
+    return root
+
+
+@pytest.mark.parametrize("images, categories, problem", [
+    ([{"id": "a1", "file_name": "a.png"}], [{"id": 1, "name": "cat"}], "id is not an integer"),
+    ([{"id": 1, "file_name": "a.png"}, {"id": 1, "file_name": "b.png"}],
+     [{"id": 1, "name": "cat"}], "two images entries have id 1"),
+    ([{"id": 1, "file_name": "a.png"}], [{"id": 1, "name": "cat"}, {"id": 2, "name": "cat"}],
+     "two categories entries have name 'cat'"),
+], ids=["string_image_id", "duplicate_image_id", "duplicate_category_name"])
+def test_coco_ids_that_cannot_identify_fail_naming_the_file(tmp_path, images, categories,
+                                                             problem):
+    root = _coco_folder(tmp_path, images, [], categories)
+    with pytest.raises(DataError) as error:
+        build_source(coco_config(root)).num_examples("train")
+    assert "instances_train.json" in str(error.value) and problem in str(error.value)
+
+
+def test_coco_file_name_with_the_split_folder_is_found(tmp_path):
+    images = [{"id": 7, "file_name": "train/a.png", "height": 48, "width": 64}]
+    annotations = [{"image_id": 7, "category_id": 3, "bbox": [10, 5, 20, 20]}]
+    root = _coco_folder(tmp_path, images, annotations, [{"id": 3, "name": "cat"}])
+    source = build_source(coco_config(root))
+    (example,) = examples(source, "train")
+    assert int(example["image_id"]) == 7 and source.report.cases == []
+    np.testing.assert_allclose(example["boxes"], [[10, 5, 30, 25]], atol=ATOL)
+
+
+def test_coco_evaluation_survives_missing_area_and_broken_boxes(tmp_path):
+    """A file without `area` and with a box the source drops still evaluates: the area is
+    w * h, the broken annotation is left out (it was reported as coordinate_invalid)."""
+    from centernet.evaluation.inference import original_ground_truth
+    from centernet.evaluation.metrics import CocoEvaluator
+
+    images = [{"id": 1, "file_name": "a.png", "height": 48, "width": 64}]
+    annotations = [{"image_id": 1, "category_id": 5, "bbox": [10, 5, 20, 20]},
+                   {"image_id": 1, "category_id": 5, "bbox": None}]
+    root = tmp_path / "coco"
+    write_image(root / "train" / "a.png", rects=[(10, 5, 30, 25, RED)])
+    path = write_coco(root / "annotations" / "instances_train.json", images, annotations,
+                      [{"id": 5, "name": "cat"}])
+    raw = json.loads(path.read_text())
+    for annotation in raw["annotations"]:
+        annotation.pop("area", None)
+    path.write_text(json.dumps(raw))
+    source = build_source(coco_config(root))
+    assert source.num_examples("train") == 1
+    only_case(source, "coordinate_invalid")
+    truth = original_ground_truth(source, "train")
+    assert [a["area"] for a in truth["annotations"]] == [400.0]
+    evaluator = CocoEvaluator(truth, source.category_ids, source.class_names)
+    evaluator.process(np.array([1]), np.array([[[10.0, 5.0, 30.0, 25.0]]]), np.array([[0.9]]),
+                      np.array([[0]]))
+    assert evaluator.evaluate()["AP50"] == pytest.approx(1.0)
+
+
+def test_id_listed_twice_in_a_split_is_used_once(tmp_path):
+    root = tmp_path / "voc"
+    write_image(root / "JPEGImages" / "a.png", rects=[(10, 5, 30, 25, RED)])
+    write_voc(root / "Annotations" / "a.xml", "a.png", (48, 64),
+              [voc_object("cat", 11, 6, 30, 25)])
+    listing = root / "ImageSets" / "Main" / "train.txt"
+    listing.parent.mkdir(parents=True)
+    listing.write_text("a\na\n")
+    source = build_source(voc_config(root))
+    (example,) = examples(source, "train")
+    check_good(example)
+    assert "line 2" in only_case(source, "duplicate_image").detail
+
+
+def test_changed_dataset_classes_against_a_saved_run_fail(tmp_path):
+    from centernet.data.sources import ClassMap
+
+    root = _one_image(tmp_path, voc_object("dog", 35, 6, 40, 25))
+    with pytest.raises(DataError, match=r"differs from the classes this run was trained with"):
+        build_source(voc_config(root, classes=["dog", "cat"]), ClassMap(["cat", "dog"], [0, 1]))
+    source = build_source(voc_config(root), ClassMap(["cat", "dog"], [0, 1]))
+    assert source.class_names == ["cat", "dog"]

@@ -38,7 +38,8 @@ class RawObject:
 class RawImage:
     """An annotated image as parsed: its annotation file (for messages), the image file it
     names (None: not found), its id, the annotated `(height, width)` (None: absent), and its
-    objects. `unparsable` holds the parser's error for an annotation that could not be read."""
+    objects. `unparsable` holds the parser's error for an annotation that could not be read
+    (or, with `duplicate`, says where it was listed again)."""
 
     annotation: str
     image_path: Optional[Path]
@@ -46,6 +47,7 @@ class RawImage:
     size: Optional[Tuple[int, int]]
     objects: List[RawObject] = field(default_factory=list)
     unparsable: str = ""
+    duplicate: bool = False
 
 
 @dataclass
@@ -123,7 +125,8 @@ def _check_image(split: str, raw: RawImage, info: ImageInfo | ValueError | None,
                  report: DataReport) -> Optional[ImageInfo]:
     """The image's real size and format, or None (reported) when the image is unusable."""
     if raw.unparsable:
-        report.add(split, raw.annotation, defects.ANNOTATION_UNPARSABLE, raw.unparsable)
+        kind = defects.DUPLICATE_IMAGE if raw.duplicate else defects.ANNOTATION_UNPARSABLE
+        report.add(split, raw.annotation, kind, raw.unparsable)
         return None
     if raw.image_path is None or info is None:
         report.add(split, raw.annotation, defects.IMAGE_MISSING,
@@ -148,7 +151,7 @@ def _check_image(split: str, raw: RawImage, info: ImageInfo | ValueError | None,
 def clean_split(split: str, images: Sequence[RawImage], class_index: Dict[Hashable, int],
                 report: DataReport, max_objects: Optional[int] = None,
                 probe: Callable[[Sequence[Path]], list] = probe_images,
-                location: str = "") -> SplitIndex:
+                location: str = "", classes_chosen: bool = False) -> SplitIndex:
     """Check a parsed split against its images and repair or leave out what is wrong.
 
     Args:
@@ -161,6 +164,8 @@ def clean_split(split: str, images: Sequence[RawImage], class_index: Dict[Hashab
         probe: image paths -> `ImageInfo` or `ValueError` each (`images.probe_images`).
         location: where the split's annotations are (the split list, folder or file), for the
             error when nothing is usable.
+        classes_chosen: the user chose the classes (`dataset.classes`), so objects of other
+            classes are `class_excluded` (not used, never a strict error), not `class_unknown`.
 
     Raises:
         DataError: the split has no usable image (naming the first reasons), or `strict`.
@@ -183,8 +188,12 @@ def clean_split(split: str, images: Sequence[RawImage], class_index: Dict[Hashab
                 report.add(split, where, defects.COORDINATE_INVALID, obj.problem, obj.index)
                 continue
             if obj.class_key not in class_index:
-                report.add(split, where, defects.CLASS_UNKNOWN,
-                           f"class {obj.class_key!r} is not one of the run's classes", obj.index)
+                if classes_chosen:
+                    report.add(split, where, defects.CLASS_EXCLUDED,
+                               f"class {obj.class_key!r} is not in dataset.classes", obj.index)
+                else:
+                    report.add(split, where, defects.CLASS_UNKNOWN, f"class {obj.class_key!r} "
+                               f"is not one of the run's classes", obj.index)
                 continue
             box, kinds = clean_box(obj.box, info.height, info.width)
             for kind in kinds:

@@ -72,7 +72,24 @@ def _structure_problem(dataset) -> str:
         for entry in dataset.get(key, []):
             if not isinstance(entry, dict) or any(field not in entry for field in required):
                 return f"an entry of {key!r} lacks {', '.join(required)}: {str(entry)[:80]}"
+            for field in required:
+                if field.endswith("id") and not _is_int(entry[field]):
+                    return f"{key} entry {str(entry)[:80]}: {field} is not an integer"
+    for key, field in (("images", "id"), ("categories", "id"), ("categories", "name")):
+        seen = {}
+        for entry in dataset[key]:
+            value = entry[field]
+            if value in seen:
+                return (f"two {key} entries have {field} {value!r}: {str(seen[value])[:60]} "
+                        f"and {str(entry)[:60]}")
+            seen[value] = entry
     return ""
+
+
+def _is_int(value) -> bool:
+    """A JSON integer (not a bool, a float with a fraction, a string or a list)."""
+    return isinstance(value, int) and not isinstance(value, bool) or (
+        isinstance(value, float) and value.is_integer())
 
 
 def categories(coco: COCO) -> Tuple[List[str], List[int]]:
@@ -108,13 +125,15 @@ def read_split(coco: COCO, annotation_file: Path, image_dir: Path) -> List[RawIm
     by_image: Dict[int, list] = coco.imgToAnns
     for image in coco.dataset["images"]:
         file_name = str(image["file_name"])
-        path = finder.find(image_dir / Path(file_name).parent, Path(file_name).name,
-                           Path(file_name).stem)
+        name = Path(file_name)
+        # Some files name the split folder too ("train/0001.jpg" with images in DIR/train/).
+        path = (finder.find(image_dir / name.parent, name.name, name.stem) or
+                finder.find(image_dir, name.name, name.stem))
         objects = []
         for index, annotation in enumerate(by_image.get(image["id"], [])):
             box, problem = _box(annotation)
             objects.append(RawObject(index, int(annotation["category_id"]), box,
                                      bool(annotation.get("iscrowd", 0)), problem))
-        images.append(RawImage(f"{annotation_file} (image id {image['id']}, {file_name})",
+        images.append(RawImage(f"{annotation_file} (image id {int(image['id'])}, {file_name})",
                                path, int(image["id"]), _size(image), objects))
     return images

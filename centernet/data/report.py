@@ -28,6 +28,8 @@ SIZE_MISSING = "size_missing"              # no (usable) size in the annotation
 SIZE_MISMATCH = "size_mismatch"            # annotated size differs from the image's
 COORDINATE_INVALID = "coordinate_invalid"  # a missing or non-numeric box coordinate
 CLASS_UNKNOWN = "class_unknown"            # a class outside the run's classes
+CLASS_EXCLUDED = "class_excluded"          # a class left out on purpose (dataset.classes)
+DUPLICATE_IMAGE = "duplicate_image"        # an id listed twice in a split
 BOX_INVERTED = "box_inverted"              # x2 < x1 or y2 < y1
 BOX_CLIPPED = "box_clipped"                # partly outside the image
 BOX_OUTSIDE = "box_outside"                # wholly outside the image
@@ -39,11 +41,13 @@ SKIPPED = "skipped"      # the image is left out of the split
 DROPPED = "dropped"      # the object is left out of its image
 REPAIRED = "repaired"    # fixed; the example is used
 KEPT = "kept"            # noted; the example is used as it is
+EXCLUDED = "excluded"    # not used, as the config asks (never an error under strict)
 
 ACTIONS = {
     IMAGE_MISSING: SKIPPED, IMAGE_UNREADABLE: SKIPPED, ANNOTATION_UNPARSABLE: SKIPPED,
     IMAGE_CONVERTED: REPAIRED, SIZE_MISSING: REPAIRED, SIZE_MISMATCH: REPAIRED,
-    COORDINATE_INVALID: DROPPED, CLASS_UNKNOWN: DROPPED, BOX_INVERTED: REPAIRED,
+    COORDINATE_INVALID: DROPPED, CLASS_UNKNOWN: DROPPED, CLASS_EXCLUDED: EXCLUDED,
+    DUPLICATE_IMAGE: SKIPPED, BOX_INVERTED: REPAIRED,
     BOX_CLIPPED: REPAIRED, BOX_OUTSIDE: DROPPED, BOX_EMPTY: DROPPED,
     NO_OBJECTS: KEPT, TOO_MANY_OBJECTS: KEPT,
 }

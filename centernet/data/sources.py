@@ -147,13 +147,14 @@ class FolderSource(Source):
         max_objects: `targets.max_objects`, for the `too_many_objects` note.
         annotation_files: split -> its COCO file, for evaluation (COCO only).
         location: split -> where its annotations are, for messages.
+        classes_chosen: the classes come from `dataset.classes` (see `clean_split`).
     """
 
     def __init__(self, parse: Callable[[str], List[RawImage]], class_keys: Sequence,
                  class_names: List[str], category_ids: List[int], report: DataReport,
                  max_objects: Optional[int] = None,
                  annotation_files: Optional[Callable[[str], Path]] = None,
-                 location: Callable[[str], str] = str):
+                 location: Callable[[str], str] = str, classes_chosen: bool = False):
         self._parse = parse
         self._class_index = {key: index for index, key in enumerate(class_keys)}
         self.class_names = class_names
@@ -162,6 +163,7 @@ class FolderSource(Source):
         self._max_objects = max_objects
         self._annotation_files = annotation_files
         self._location = location
+        self._classes_chosen = classes_chosen
         self._splits: Dict[str, SplitIndex] = {}
 
     def index(self, split: str) -> SplitIndex:
@@ -169,7 +171,8 @@ class FolderSource(Source):
         if split not in self._splits:
             self._splits[split] = clean_split(split, self._parse(split), self._class_index,
                                               self.report, self._max_objects,
-                                              location=self._location(split))
+                                              location=self._location(split),
+                                              classes_chosen=self._classes_chosen)
         return self._splits[split]
 
     def num_examples(self, split: str) -> int:
@@ -301,7 +304,7 @@ def _voc_source(cfg: DatasetConfig, classes: Optional[ClassMap], report: DataRep
         return str(listing if listing.is_file() else root / split)
 
     return FolderSource(parse, names, list(names), list(range(len(names))), report,
-                        max_objects, location=location)
+                        max_objects, location=location, classes_chosen=bool(cfg.classes))
 
 
 def _coco_source(cfg: DatasetConfig, classes: Optional[ClassMap], report: DataReport,
@@ -331,7 +334,8 @@ def _coco_source(cfg: DatasetConfig, classes: Optional[ClassMap], report: DataRe
             names = list(cfg.classes)
     return FolderSource(parse, ids, list(names), list(ids), report, max_objects,
                         annotation_files=lambda split: paths(split)[0],
-                        location=lambda split: "{}, images in {}".format(*paths(split)))
+                        location=lambda split: "{}, images in {}".format(*paths(split)),
+                        classes_chosen=bool(cfg.classes))
 
 
 def build_source(cfg: DatasetConfig, classes: Optional[ClassMap] = None,
@@ -344,6 +348,10 @@ def build_source(cfg: DatasetConfig, classes: Optional[ClassMap] = None,
         max_objects: `targets.max_objects`, so folder sources can note images with more.
     """
     if cfg.source in ("voc_xml", "coco_json"):
+        if classes is not None and cfg.classes and list(cfg.classes) != classes.names:
+            raise DataError(f"dataset.classes={list(cfg.classes)} differs from the classes "
+                            f"this run was trained with ({classes.names}, its {ClassMap.FILE}); "
+                            f"start a new run to train other classes")
         build = _voc_source if cfg.source == "voc_xml" else _coco_source
         return build(cfg, classes, DataReport(strict=cfg.strict), max_objects)
     data_dir = os.path.expanduser(cfg.data_dir) if cfg.data_dir else None

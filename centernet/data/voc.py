@@ -118,10 +118,20 @@ def parse_xml(path: Path, image_id: int, image_dir: Optional[Path],
 
 
 def read_split(root: Path, split: str) -> List[RawImage]:
-    """Every annotation of `split`, in listing order (ids are positions)."""
+    """Every annotation of `split`, in listing order (ids are positions). An id listed again
+    comes back marked `duplicate`, so it is reported and skipped rather than used twice."""
     files, image_dir = annotation_files(root, split)
     finder = ImageFinder()
-    return [parse_xml(path, index, image_dir, finder) for index, path in enumerate(files)]
+    images, seen = [], set()
+    for index, path in enumerate(files):
+        if path in seen:
+            images.append(RawImage(str(path), None, index, None,
+                                   unparsable=f"listed again at line {index + 1}",
+                                   duplicate=True))
+            continue
+        seen.add(path)
+        images.append(parse_xml(path, index, image_dir, finder))
+    return images
 
 
 def class_names(images: List[RawImage]) -> List[str]:

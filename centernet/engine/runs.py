@@ -123,7 +123,8 @@ def evaluate_run(run: RunConfig, run_dir: Path, checkpoint: Path,
     `run.dataset.val_split`.
 
     Writes `output_dir/metrics.json` (`AP`, `AP50`, ... as fractions, plus `checkpoint`,
-    `split`), `output_dir/detections.json` (COCO results, original image and category ids) and
+    `split`, `images_evaluated` and `images_skipped`: a folder split's unusable images, which
+    are not scored), `output_dir/detections.json` (COCO results, original image and category ids) and
     `output_dir/errors.json` (`centernet.evaluation.error_analysis.analyze_errors` at IoU 0.5,
     score 0.3).
 
@@ -145,8 +146,12 @@ def evaluate_run(run: RunConfig, run_dir: Path, checkpoint: Path,
     evaluate = SplitEvaluator(model, source, run)
     metrics = evaluate()
     output_dir.mkdir(parents=True, exist_ok=True)
+    split = run.dataset.val_split
+    counts = source.report.splits.get(split)
     write_json_atomic(output_dir / "metrics.json",
-                      {**metrics, "checkpoint": str(checkpoint), "split": run.dataset.val_split})
+                      {**metrics, "checkpoint": str(checkpoint), "split": split,
+                       "images_evaluated": source.num_examples(split),
+                       "images_skipped": counts.images - counts.images_used if counts else 0})
     detections = evaluate.evaluator.detections
     (output_dir / "detections.json").write_text(json.dumps(detections))
     errors = analyze_errors(evaluate.evaluator.ground_truth, detections)

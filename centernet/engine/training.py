@@ -146,6 +146,10 @@ class Trainer:
                                      model_spec(cfg, self.source.num_classes),
                                      cfg.train.keep_checkpoints)
         self.resumed_from = self.store.restore_latest()
+        if resuming and self.resumed_from is None:
+            # Checkpoints exist but none reads: start over from the configured initial weights.
+            fresh = build_model(cfg.model, self.source.num_classes, initial_weights=True)
+            self.model.set_weights(fresh.get_weights())
         self.step = int(self.step_var.numpy())
         self.log = RunLog(run_dir, self.step)
         last_eval = self.log.last("eval")

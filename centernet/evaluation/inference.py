@@ -4,6 +4,7 @@ split's ground truth for evaluation."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
@@ -122,11 +123,32 @@ def original_ground_truth(source: Source, split: str) -> Optional[dict]:
     if missing:
         raise DataError(f"{path}: has no categories with ids {missing}, which the run's "
                         f"classes ({', '.join(source.class_names)}) map to")
-    truth["categories"] = [by_id[category_id] for category_id in ids]  # class-id order
+    truth["categories"] = [{**by_id[category_id], "id": category_id}  # class-id order
+                           for category_id in ids]
+    truth["images"] = [{**image, "id": int(image["id"])} for image in truth["images"]]
     kept = set(ids)
-    truth["annotations"] = [annotation for annotation in truth.get("annotations", [])
-                            if int(annotation["category_id"]) in kept]
+    truth["annotations"] = [_scorable(annotation) for annotation in truth.get("annotations", [])
+                            if int(annotation["category_id"]) in kept and
+                            _finite_box(annotation.get("bbox"))]
     return truth
+
+
+def _finite_box(bbox) -> bool:
+    """Whether a COCO `bbox` is four finite numbers (the source drops the others as
+    `coordinate_invalid`; pycocotools would crash on them)."""
+    try:
+        return len(bbox) == 4 and all(math.isfinite(float(v)) for v in bbox)
+    except (TypeError, ValueError):
+        return False
+
+
+def _scorable(annotation: dict) -> dict:
+    """An annotation with integer ids and an `area` (w * h when the file has none), as
+    pycocotools needs; everything the file does have is kept as it is."""
+    x, y, w, h = (float(v) for v in annotation["bbox"])
+    return {**annotation, "image_id": int(annotation["image_id"]),
+            "category_id": int(annotation["category_id"]),
+            "area": annotation.get("area", w * h), "iscrowd": annotation.get("iscrowd", 0)}
 
 
 class SplitEvaluator:

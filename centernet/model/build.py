@@ -18,10 +18,10 @@ import traceback
 import keras
 from keras import layers
 
-from centernet.config import ConfigError, ModelConfig
+from centernet.config import ModelConfig
 from centernet.errors import CheckpointError
 from centernet.model.backbones import (BACKBONE_BUILDERS, BN_EPSILON, BN_MOMENTUM,
-                                       PRETRAINED_BACKBONES, imagenet_weights_file)
+                                       imagenet_weights_file)
 
 
 def upsampling_neck(x, channels):
@@ -40,15 +40,6 @@ def head(x, name: str, channels: int, head_conv: int, bias: float = 0.0):
     x = layers.Conv2D(head_conv, 3, padding="same", activation="relu", name=f"{name}_conv")(x)
     return layers.Conv2D(channels, 1, name=f"{name}_out", dtype="float32",
                          bias_initializer=keras.initializers.Constant(bias))(x)
-
-
-def check_pretrained(cfg: ModelConfig) -> None:
-    """Raise `ConfigError` when `model.pretrained` is set for a backbone without such weights."""
-    if cfg.pretrained and cfg.name not in PRETRAINED_BACKBONES:
-        raise ConfigError(
-            f"model.pretrained={cfg.pretrained!r} is invalid: backbone {cfg.name} has no "
-            f"{cfg.pretrained} weights in keras.applications; choose model.name="
-            f"{' or model.name='.join(PRETRAINED_BACKBONES)}, or pass model.weights=PATH")
 
 
 def _one_line(error: BaseException) -> str:
@@ -105,7 +96,6 @@ def build_model(cfg: ModelConfig, num_classes: int, initial_weights: bool = True
 
     `initial_weights=False` builds the backbone from scratch, ignoring `model.weights` and
     `model.pretrained`, for a model whose weights all come from a checkpoint next."""
-    check_pretrained(cfg)
     inputs = keras.Input((cfg.input_size, cfg.input_size, 3), name="image")
     image = layers.Activation("linear", dtype="float32", name="to_float")(inputs)
     backbone_inputs = keras.Input((cfg.input_size, cfg.input_size, 3))
