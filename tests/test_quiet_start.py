@@ -111,6 +111,25 @@ def test_environment_is_set_before_tensorflow_loads():
     assert start(["a=1"], TF_CPP_MIN_LOG_LEVEL="0") == "False ['a=1'] 0"
 
 
+def test_a_child_of_a_quiet_process_starts_quietly_too():
+    """A parent's quiet start leaves TF_CPP_MIN_LOG_LEVEL=2 and its marker in the environment
+    a child inherits; the child must not take that for the user's own level (which would skip
+    the quiet import and let `cuInit` and the loading lines through)."""
+    parent = subprocess.run(
+        [sys.executable, "-c", "import os, centernet.cli; print(os.environ['TF_CPP_MIN_LOG_LEVEL'],"
+         " os.environ['CENTERNET_QUIET_LOG_LEVEL'])"], capture_output=True, text=True,
+        env={k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}, timeout=120,
+        cwd=str(ROOT))
+    level, marker = parent.stdout.split()
+    code = "import centernet.cli, tensorflow as tf; tf.config.list_physical_devices('GPU')"
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": level,
+                                "CENTERNET_QUIET_LOG_LEVEL": marker},
+                           timeout=300, cwd=str(ROOT))
+    assert child.returncode == 0, child.stderr
+    assert not NOISE.search(child.stdout + child.stderr), child.stderr
+
+
 @pytest.mark.slow
 def test_train_and_evaluate_start_quietly(tmp_path):
     run_dir = tmp_path / "run"
