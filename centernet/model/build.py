@@ -3,7 +3,8 @@
 The model takes `[B, S, S, 3]` uint8 (or float `[0, 255]`) RGB images and returns a dict of
 float32 tensors at stride 4 (`S / 4`): `heatmap` `[B, S/4, S/4, C]` class logits, `wh`
 `[B, S/4, S/4, 2]` box size and `reg` `[B, S/4, S/4, 2]` centre offset, both in output pixels.
-Heads compute in float32 whatever the mixed-precision policy, so the loss sees float32.
+Heads compute in float32 whatever the mixed-precision policy, so the loss sees float32, unless
+`head_dtype=None`: then they compute in the policy's dtype (`precision.heads=compute`).
 
 The backbone starts from `model.weights` (a file) if set, else from ImageNet weights with
 `model.pretrained=imagenet` (fetched by Keras, `centernet.model.backbones`), else from scratch.
@@ -35,10 +36,12 @@ def upsampling_neck(x, channels):
     return x
 
 
-def head(x, name: str, channels: int, head_conv: int, bias: float = 0.0):
-    """3x3 conv (ReLU) -> 1x1 conv with `channels` outputs, the last layer in float32."""
+def head(x, name: str, channels: int, head_conv: int, bias: float = 0.0,
+         dtype: str | None = "float32"):
+    """3x3 conv (ReLU) -> 1x1 conv with `channels` outputs, the last layer in `dtype` (None:
+    the mixed-precision policy's)."""
     x = layers.Conv2D(head_conv, 3, padding="same", activation="relu", name=f"{name}_conv")(x)
-    return layers.Conv2D(channels, 1, name=f"{name}_out", dtype="float32",
+    return layers.Conv2D(channels, 1, name=f"{name}_out", dtype=dtype,
                          bias_initializer=keras.initializers.Constant(bias))(x)
 
 
@@ -91,11 +94,13 @@ def _load_backbone_weights(backbone: keras.Model, path: str) -> None:
                               f"{backbone.name}: {_one_line(error)}") from error
 
 
-def build_model(cfg: ModelConfig, num_classes: int, initial_weights: bool = True) -> keras.Model:
+def build_model(cfg: ModelConfig, num_classes: int, initial_weights: bool = True,
+                head_dtype: str | None = "float32") -> keras.Model:
     """The CenterNet Keras model (module docstring), named after its backbone.
 
     `initial_weights=False` builds the backbone from scratch, ignoring `model.weights` and
-    `model.pretrained`, for a model whose weights all come from a checkpoint next."""
+    `model.pretrained`, for a model whose weights all come from a checkpoint next.
+    `head_dtype` is the heads' last layers' dtype, None for the mixed-precision policy's."""
     inputs = keras.Input((cfg.input_size, cfg.input_size, 3), name="image")
     image = layers.Activation("linear", dtype="float32", name="to_float")(inputs)
     backbone_inputs = keras.Input((cfg.input_size, cfg.input_size, 3))
@@ -107,8 +112,9 @@ def build_model(cfg: ModelConfig, num_classes: int, initial_weights: bool = True
         _load_backbone_weights(backbone, cfg.weights)
     features = upsampling_neck(backbone(image), cfg.neck_channels)
     outputs = {
-        "heatmap": head(features, "heatmap", num_classes, cfg.head_conv, cfg.heatmap_bias),
-        "wh": head(features, "wh", 2, cfg.head_conv),
-        "reg": head(features, "reg", 2, cfg.head_conv),
+        "heatmap": head(features, "heatmap", num_classes, cfg.head_conv, cfg.heatmap_bias,
+                        head_dtype),
+        "wh": head(features, "wh", 2, cfg.head_conv, dtype=head_dtype),
+        "reg": head(features, "reg", 2, cfg.head_conv, dtype=head_dtype),
     }
     return keras.Model(inputs, outputs, name=f"centernet_{cfg.name}")
