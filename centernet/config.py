@@ -22,10 +22,11 @@ DATASET_SOURCES = ("shapes", "tfds", "voc_xml", "coco_json")
 PRETRAINED = ("imagenet",)
 PRETRAINED_BACKBONES = ("resnet50", "mobilenetv2")  # keras.applications ships their weights
 BACKBONES = ("resnet18", "resnet50", "mobilenetv2")
-LOSS_IMPLS = ("stable", "naive", "clamped")
+LOSS_IMPLS = ("stable", "naive", "clamped", "per_image")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "step", "cosine")
 PRECISION_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
+HEAD_DTYPES = ("float32", "compute")
 STRATEGIES = ("default",)
 NONFINITE_ACTIONS = ("stop", "skip")
 DOWN_RATIO = 4
@@ -59,7 +60,8 @@ class DatasetConfig:
     """Where examples come from. `source` picks the reader; the other keys configure it.
 
     shapes: the built-in synthetic TFDS dataset (`image_size`, `num_train`, `num_val`,
-    `max_shapes`, `min_size`, `max_size`, `max_overlap`, `seed`), prepared into `data_dir`.
+    `max_shapes`, `min_size`, `max_size`, `max_overlap`, `seed`, `empty_fraction`: the share
+    of images without objects), prepared into `data_dir`.
     tfds: any TFDS detection dataset with `objects/bbox` and `objects/label`, by `name`
     (e.g. `voc/2007`, `coco/2017`), read from `data_dir` (nothing is downloaded).
     voc_xml: a Pascal VOC folder at `root` (`ImageSets/Main/<split>.txt` lists, or one
@@ -91,6 +93,7 @@ class DatasetConfig:
     max_size: float = 0.5
     max_overlap: float = 0.3
     seed: int = 0
+    empty_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         _choice("dataset.source", self.source, DATASET_SOURCES)
@@ -109,6 +112,8 @@ class DatasetConfig:
         _in_range("dataset.min_size", self.min_size, 0.0, 1.0, open_low=True)
         _in_range("dataset.max_size", self.max_size, self.min_size, 1.0)
         _in_range("dataset.max_overlap", self.max_overlap, 0.0, 1.0)
+        if not 0.0 <= self.empty_fraction < 1.0:
+            _fail("dataset.empty_fraction", self.empty_fraction, "must be in [0, 1)")
 
 
 @dataclass
@@ -256,10 +261,23 @@ class ScheduleConfig:
 
 @dataclass
 class PrecisionConfig:
+    """`policy`: the Keras mixed-precision policy. `heads`: `float32` (default) runs the heads'
+    last layers in float32, as Keras advises for a model's outputs, so every loss sees float32
+    logits; `compute` runs them in the policy's compute dtype, as a model built without a
+    float32 output layer does, so `loss=naive` and `loss=clamped` compute in bfloat16 or
+    float16 (`loss=stable` casts to float32 first either way)."""
+
     policy: str = "float32"
+    heads: str = "float32"
 
     def __post_init__(self) -> None:
         _choice("precision.policy", self.policy, PRECISION_POLICIES)
+        _choice("precision.heads", self.heads, HEAD_DTYPES)
+
+    @property
+    def head_dtype(self) -> str | None:
+        """`build_model`'s `head_dtype`: "float32", or None for the policy's compute dtype."""
+        return "float32" if self.heads == "float32" else None
 
 
 @dataclass

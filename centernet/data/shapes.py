@@ -81,6 +81,8 @@ class ShapesConfig(tfds.core.BuilderConfig):
       max_overlap: largest allowed intersection of two objects' boxes, as a fraction of the
         smaller box's area.
       seed: seed of the whole dataset.
+      empty_fraction: probability that an image has no objects at all (background only);
+        0 (the default) draws nothing for it, so such datasets are unchanged by the option.
     """
 
     name: str = dataclasses.field(default="", init=False)
@@ -94,6 +96,7 @@ class ShapesConfig(tfds.core.BuilderConfig):
     max_size: float = 0.5
     max_overlap: float = 0.3
     seed: int = 0
+    empty_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         if self.image_size < 16:
@@ -116,9 +119,11 @@ class ShapesConfig(tfds.core.BuilderConfig):
             raise ValueError(f"max_overlap must be in [0, 1], got {self.max_overlap}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if not 0 <= self.empty_fraction < 1:
+            raise ValueError(f"empty_fraction must be in [0, 1), got {self.empty_fraction}")
         self.name = config_name(
             self.image_size, self.num_train, self.num_val, self.max_shapes,
-            self.min_size, self.max_size, self.max_overlap, self.seed,
+            self.min_size, self.max_size, self.max_overlap, self.seed, self.empty_fraction,
         )  # fmt: skip
         self.description = f"Synthetic shapes, {self.image_size}x{self.image_size} px, {self.name}."
         self._frozen = True
@@ -138,15 +143,18 @@ def config_name(
     max_size: float,
     max_overlap: float,
     seed: int,
+    empty_fraction: float = 0.0,
 ) -> str:
-    """The config name encoding every parameter, e.g. `s128_t4000_v500_m6_z0.08-0.5_o0.3_seed0`.
+    """The config name encoding every parameter, e.g. `s128_t4000_v500_m6_z0.08-0.5_o0.3_seed0`
+    (and `_e0.25` for `empty_fraction=0.25`; nothing when it is 0, as before it existed).
 
     Floats are written with `repr`, the shortest string that round-trips, so different values
     never give the same name.
     """
+    empty = f"_e{float(empty_fraction)!r}" if empty_fraction else ""
     return (
         f"s{image_size}_t{num_train}_v{num_val}_m{max_shapes}"
-        f"_z{float(min_size)!r}-{float(max_size)!r}_o{float(max_overlap)!r}_seed{seed}"
+        f"_z{float(min_size)!r}-{float(max_size)!r}_o{float(max_overlap)!r}_seed{seed}{empty}"
     )
 
 
@@ -159,11 +167,13 @@ def shapes_config(
     max_size: float = 0.5,
     max_overlap: float = 0.3,
     seed: int = 0,
+    empty_fraction: float = 0.0,
 ) -> ShapesConfig:
     """A `ShapesConfig` with these parameters, named after them, version `VERSION`."""
     return ShapesConfig(
         image_size=image_size, num_train=num_train, num_val=num_val, max_shapes=max_shapes,
         min_size=min_size, max_size=max_size, max_overlap=max_overlap, seed=seed,
+        empty_fraction=empty_fraction,
     )  # fmt: skip
 
 
@@ -322,8 +332,10 @@ def sample_scene(rng: np.random.Generator, config: ShapesConfig) -> list[Shape]:
     among the positions that keep at least 80% of its extent inside the image along each axis,
     until its image-clipped extent overlaps every earlier object's by at most `max_overlap`
     times the smaller area; an object that never fits is left out. The first always fits, so a
-    scene has at least one object.
+    scene has at least one object, unless it is one of the `empty_fraction` left empty.
     """
+    if config.empty_fraction and rng.random() < config.empty_fraction:
+        return []
     size = config.image_size
     count = int(rng.integers(1, config.max_shapes + 1))
     shapes: list[Shape] = []
