@@ -1,7 +1,8 @@
 """CenterNet losses: the penalty-reduced focal loss on heatmaps and L1 on size and offset.
 
-Three focal-loss implementations share one formula (DESIGN.md, Losses) and differ only in how
-they get `-log p`, `-log(1 - p)`, `p` and `1 - p` from the logits:
+Four focal-loss forms share one formula (DESIGN.md, Losses). Three differ only in how they get
+`-log p`, `-log(1 - p)`, `p` and `1 - p` from the logits, and divide the batch's sum by the
+batch's positives:
 
 - `stable` (default): in logit space and float32 whatever the input dtype,
   `-log sigmoid(x) = softplus(-x)`, `-log(1 - sigmoid(x)) = softplus(x)`,
@@ -12,16 +13,43 @@ they get `-log p`, `-log(1 - p)`, `p` and `1 - p` from the logits:
   that failure (`loss=naive`).
 - `clamped`: the original CenterNet's sigmoid clamped to `[1e-4, 1 - 1e-4]` before the logs:
   no NaN in float32, but no gradient once `|logit|` exceeds about 9.2.
+
+The fourth, `per_image`, takes the `stable` terms and normalises per image instead: each image's
+sum divided by its own positives with `div_no_nan`, then the mean over the batch (the TensorFlow
+snippet this project started from). An image without objects gets loss 0 and no gradient: its
+negatives teach nothing.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Dict, Mapping, Tuple
 
+import numpy as np
 import tensorflow as tf
 
-FOCAL_IMPLS = ("stable", "naive", "clamped")
+FOCAL_IMPLS = ("stable", "naive", "clamped", "per_image")
 CLAMP_EPS = 1e-4
+
+
+@functools.lru_cache(maxsize=None)
+def sigmoid_rounding_points(dtype: str) -> Tuple[float, float]:
+    """Where `tf.sigmoid` in `dtype` rounds to exactly 0 and to exactly 1, measured.
+
+    Every value of `dtype` in [-200, 40] is passed through `tf.sigmoid` in that dtype.
+
+    Returns:
+        `(zero_below, one_from)`: the largest logit whose sigmoid is exactly 0 (every logit at
+        or below it gives 0, in float32 a flushed denormal) and the smallest whose sigmoid is
+        exactly 1, e.g. about (-87.3, 16.6) in float32, (-17.3, 7.6) in float16.
+    """
+    grid = np.arange(-200.0, 40.0, 1 / 1024)
+    values = np.unique(tf.cast(tf.constant(grid), dtype).numpy().astype(np.float64))
+    p = tf.sigmoid(tf.constant(values, dtype)).numpy().astype(np.float64)
+    zero = values[p == 0]
+    one = values[p == 1]
+    return (float(zero.max()) if zero.size else float("-inf"),
+            float(one.min()) if one.size else float("inf"))
 
 
 def _stable_terms(logits: tf.Tensor) -> Tuple[tf.Tensor, ...]:
@@ -39,25 +67,23 @@ def _clamped_terms(logits: tf.Tensor) -> Tuple[tf.Tensor, ...]:
     return -tf.math.log(p), -tf.math.log(1 - p), p, 1 - p
 
 
-_TERMS = {"stable": _stable_terms, "naive": _naive_terms, "clamped": _clamped_terms}
+_TERMS = {"stable": _stable_terms, "naive": _naive_terms, "clamped": _clamped_terms,
+          "per_image": _stable_terms}
 
 
-def focal_loss(logits: tf.Tensor, heatmap: tf.Tensor, impl: str = "stable", alpha: float = 2.0,
-               beta: float = 4.0, num_positives: tf.Tensor | None = None) -> tf.Tensor:
-    """Penalty-reduced pixel-wise focal loss, summed and divided by the number of positives.
+def focal_terms(logits: tf.Tensor, heatmap: tf.Tensor, impl: str = "stable", alpha: float = 2.0,
+                beta: float = 4.0) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """The focal loss element by element, before any sum or normalisation.
 
     Args:
-        logits: `[B, H, W, C]` heatmap logits, any float dtype.
-        heatmap: `[B, H, W, C]` targets in `[0, 1]`; positives are exactly 1.
-        impl: `stable`, `naive` or `clamped` (module docstring).
-        alpha, beta: focal exponents (2 and 4 in CenterNet).
-        num_positives: the divisor; by default the positives in this batch. A distributed step
-            passes the global count so every replica normalises by the same number.
+        logits, heatmap, impl, alpha, beta: as `focal_loss`.
 
     Returns:
-        scalar: the sum over the batch divided by the number of positives, or the sum alone
-        when there are none (negatives always count). float32 for `stable`, the logits' dtype
-        for `naive` and `clamped`.
+        `(pos_loss, neg_loss, positive)`, each `[B, H, W, C]`: `-log p (1 - p)^alpha` at the
+        positives (0 elsewhere), `-log(1 - p) p^alpha (1 - z)^beta` at the negatives (0
+        elsewhere), and the positives' mask; in float32 for `stable` and `per_image`, else in
+        the logits' dtype. The masks multiply the terms, as the original code does: a
+        non-finite term is NaN even where it is masked out.
     """
     if impl not in _TERMS:
         raise ValueError(f"focal loss impl={impl!r} is invalid: choose one of "
@@ -69,10 +95,37 @@ def focal_loss(logits: tf.Tensor, heatmap: tf.Tensor, impl: str = "stable", alph
     negative = 1 - positive
     pos_loss = neg_log_p * tf.pow(not_p, alpha) * positive
     neg_loss = neg_log_not_p * tf.pow(p, alpha) * tf.pow(1 - z, beta) * negative
+    return pos_loss, neg_loss, positive
+
+
+def focal_loss(logits: tf.Tensor, heatmap: tf.Tensor, impl: str = "stable", alpha: float = 2.0,
+               beta: float = 4.0, num_positives: tf.Tensor | None = None) -> tf.Tensor:
+    """Penalty-reduced pixel-wise focal loss, summed and divided by the number of positives.
+
+    Args:
+        logits: `[B, H, W, C]` heatmap logits, any float dtype.
+        heatmap: `[B, H, W, C]` targets in `[0, 1]`; positives are exactly 1.
+        impl: `stable`, `naive`, `clamped` or `per_image` (module docstring).
+        alpha, beta: focal exponents (2 and 4 in CenterNet).
+        num_positives: the divisor; by default the positives in this batch. A distributed step
+            passes the global count so every replica normalises by the same number. Not used
+            by `per_image`, which divides each image by its own positives.
+
+    Returns:
+        scalar: the sum over the batch divided by the number of positives, or the sum alone
+        when there are none (negatives always count); for `per_image` the batch mean of
+        `div_no_nan(image sum, image positives)`. float32 for `stable` and `per_image`, the
+        logits' dtype for `naive` and `clamped`.
+    """
+    pos_loss, neg_loss, positive = focal_terms(logits, heatmap, impl, alpha, beta)
+    if impl == "per_image":
+        per_image = tf.reduce_sum(pos_loss + neg_loss, axis=[1, 2, 3])
+        positives = tf.reduce_sum(positive, axis=[1, 2, 3])
+        return tf.reduce_mean(tf.math.divide_no_nan(per_image, positives))
     total = tf.reduce_sum(pos_loss) + tf.reduce_sum(neg_loss)
     if num_positives is None:
         num_positives = tf.reduce_sum(positive)
-    return total / tf.maximum(tf.cast(num_positives, dtype), 1)
+    return total / tf.maximum(tf.cast(num_positives, pos_loss.dtype), 1)
 
 
 def reg_l1_loss(pred: tf.Tensor, ind: tf.Tensor, mask: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
