@@ -18,13 +18,14 @@ import numpy as np
 import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
 
-from centernet.engine.checkpointing import CheckpointStore, list_checkpoints, model_spec
+from centernet.engine.checkpointing import (CheckpointStore, checkpoint_step, list_checkpoints,
+                                            model_spec)
 from centernet.config import RunConfig, validate
 from centernet.data.pipeline import train_dataset
 from centernet.data.sources import ClassMap, build_source, check_splits
 from centernet.errors import NonFiniteLossError
 from centernet.evaluation.inference import SplitEvaluator
-from centernet.losses import centernet_loss
+from centernet.losses import centernet_loss, sigmoid_rounding_points
 from centernet.model import build_model
 from centernet.engine.optim import build_optimizer, build_schedule
 from centernet.engine.run_log import Progress, RunLog
@@ -44,9 +45,12 @@ def configure_runtime(cfg: RunConfig) -> tf.distribute.Strategy:
 
 def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer,
                     cfg: RunConfig) -> Callable[[Dict[str, tf.Tensor]], Dict[str, tf.Tensor]]:
-    """The compiled step. Returns the loss parts, `finite`, `grads_finite`, the heatmap logits'
-    `logits_min`/`logits_max` and `dropped_objects`. A non-finite step changes nothing: no
-    update, and the BatchNorm statistics its forward pass touched are put back."""
+    """The compiled step. Returns the loss parts, `finite`, `applied`, `grads_finite`,
+    `dropped_objects` and what the loss study reads off the heatmap logits (in their own
+    dtype): `logits_min`, `logits_max`, `sigmoid_zero` and `sigmoid_one` (how many logits have
+    a sigmoid of exactly 0 or 1) and `zero_grad_share` (the share of logits whose loss
+    gradient is exactly 0). A non-finite step changes nothing: no update, and the BatchNorm
+    statistics its forward pass touched are put back."""
     loss_cfg = cfg.loss
     scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
     weights = model.trainable_variables
@@ -61,7 +65,7 @@ def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer,
                                    loss_cfg.heatmap_weight, loss_cfg.wh_weight,
                                    loss_cfg.offset_weight, loss_cfg.giou_weight)
             objective = optimizer.scale_loss(parts["loss"]) if scaled else parts["loss"]
-        grads = tape.gradient(objective, weights)
+        *grads, logit_grads = tape.gradient(objective, [*weights, outputs["heatmap"]])
         loss_finite = tf.reduce_all([tf.math.is_finite(parts[k]) for k in LOSS_PARTS])
         grads_finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads
                                       if g is not None])
@@ -79,25 +83,53 @@ def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer,
             return tf.constant(False)
 
         applied = tf.cond(finite, apply, discard)
+        probabilities = tf.sigmoid(outputs["heatmap"])  # in the logits' own dtype
         logits = tf.cast(outputs["heatmap"], tf.float32)
+
+        def count(condition):
+            return tf.reduce_sum(tf.cast(condition, tf.int64))
+
         return {**parts, "finite": finite, "applied": applied, "grads_finite": grads_finite,
                 "logits_min": tf.reduce_min(logits), "logits_max": tf.reduce_max(logits),
+                "sigmoid_zero": count(tf.equal(probabilities, 0)),
+                "sigmoid_one": count(tf.equal(probabilities, 1)),
+                "zero_grad_share": tf.reduce_mean(tf.cast(tf.equal(logit_grads, 0), tf.float32)),
                 "dropped_objects": tf.reduce_sum(batch["num_dropped"])}
 
     return train_step
 
 
-def nonfinite_message(step: int, values: Dict[str, np.ndarray], checkpoints: Path) -> str:
-    """Name the step, the non-finite loss parts and the heatmap logits' range."""
+def nonfinite_message(step: int, values: Dict[str, np.ndarray], logits_dtype: str,
+                      impl: str, kept: Path | None, checkpoints: Path) -> str:
+    """Name the step, the non-finite loss parts, how many heatmap logits were past the points
+    where the sigmoid rounds to exactly 0 or 1 in their dtype, the checkpoint kept from before,
+    and, on the last line, why in one sentence."""
     bad = [k for k in LOSS_PARTS if not math.isfinite(float(values[k]))]
     parts = ", ".join(f"{k}={float(values[k]):.4g}" for k in LOSS_PARTS)
     what = (f"loss part(s) {', '.join(bad)} non-finite" if bad
             else "gradients non-finite (loss parts finite)")
-    return (f"non-finite training step {step}: {what} [{parts}]; heatmap logits range "
-            f"[{float(values['logits_min']):.4g}, {float(values['logits_max']):.4g}]. "
-            f"The update was not applied and nothing non-finite was saved; checkpoints "
-            f"written before it are in {checkpoints}. Use loss=stable, a lower train.lr, or "
-            f"train.on_nonfinite=skip to drop such steps.")
+    zero_below, one_from = sigmoid_rounding_points(logits_dtype)
+    zeros, ones = int(values["sigmoid_zero"]), int(values["sigmoid_one"])
+    low, high = float(values["logits_min"]), float(values["logits_max"])
+    kept_text = (f"the last checkpoint kept from before is {kept} (step {checkpoint_step(kept)})"
+                 if kept else f"no checkpoint was written before it (in {checkpoints})")
+    if not (math.isfinite(low) and math.isfinite(high)):
+        why = ("why: the heatmap logits themselves are not finite, so the weights diverged "
+               "before any loss was taken: lower train.lr or add warm-up.")
+    elif zeros + ones and impl in ("naive", "clamped"):
+        why = (f"why: loss={impl} computes -log(sigmoid(x)) and -log(1 - sigmoid(x)) at every "
+               f"pixel and masks them afterwards; where the {logits_dtype} sigmoid rounds to "
+               f"exactly 0 or 1, -log(0) = inf, and inf times a mask of 0 is NaN.")
+    else:
+        why = ("why: no heatmap logit saturated, so the cause lies elsewhere (the regression "
+               "losses or gradients): lower train.lr or set optimizer.global_clipnorm.")
+    return (f"non-finite training step {step}: {what} [{parts}].\n"
+            f"heatmap logits ({logits_dtype}) range [{low:.4g}, {high:.4g}]: {zeros} at or "
+            f"below {zero_below:.4g}, where the {logits_dtype} sigmoid rounds to exactly 0, and "
+            f"{ones} at or above {one_from:.4g}, where it rounds to exactly 1.\n"
+            f"The update was not applied and nothing non-finite was saved; {kept_text}. Use "
+            f"loss=stable, a lower train.lr, or train.on_nonfinite=skip to drop such steps.\n"
+            f"{why}")
 
 
 def _save_config(cfg: RunConfig, run_dir: Path) -> None:
@@ -132,7 +164,8 @@ class Trainer:
             # A resumed run takes every weight from its checkpoint: no download, no file.
             resuming = bool(list_checkpoints(run_dir / "checkpoints"))
             self.model = build_model(cfg.model, self.source.num_classes,
-                                     initial_weights=not resuming)
+                                     initial_weights=not resuming,
+                                     head_dtype=cfg.precision.head_dtype)
             self.schedule = build_schedule(cfg.schedule, cfg.train.peak_lr, self.total_steps)
             self.optimizer = build_optimizer(cfg.optimizer, self.schedule, cfg.precision)
             self.optimizer.build(self.model.trainable_variables)
@@ -148,7 +181,8 @@ class Trainer:
         self.resumed_from = self.store.restore_latest()
         if resuming and self.resumed_from is None:
             # Checkpoints exist but none reads: start over from the configured initial weights.
-            fresh = build_model(cfg.model, self.source.num_classes, initial_weights=True)
+            fresh = build_model(cfg.model, self.source.num_classes, initial_weights=True,
+                                head_dtype=cfg.precision.head_dtype)
             self.model.set_weights(fresh.get_weights())
         self.step = int(self.step_var.numpy())
         self.log = RunLog(run_dir, self.step)
@@ -156,6 +190,8 @@ class Trainer:
         self.last_eval_step = last_eval["step"] if last_eval else -1
         self.evaluate = SplitEvaluator(self.model, self.source, cfg)
         self.train_step = make_train_step(self.model, self.optimizer, cfg)
+        self.logits_dtype = keras.backend.standardize_dtype(
+            self.model.get_layer("heatmap_out").compute_dtype)
         self.window: list = []
         self.window_start = time.perf_counter()
 
@@ -201,7 +237,14 @@ class Trainer:
             self.window.append(values)
             return
         if self.cfg.train.on_nonfinite == "stop":
-            raise NonFiniteLossError(nonfinite_message(self.step, values, self.store.directory))
+            self.log.write("nonfinite", self.step, {
+                **{k: float(values[k]) for k in LOSS_PARTS},
+                **{k: float(values[k]) for k in ("logits_min", "logits_max", "sigmoid_zero",
+                                                 "sigmoid_one")}})
+            kept = list_checkpoints(self.store.directory)
+            raise NonFiniteLossError(nonfinite_message(
+                self.step, values, self.logits_dtype,
+                self.cfg.loss.impl, kept[0] if kept else None, self.store.directory))
         self.skipped.assign_add(1)
         self.progress.message(f"step {self.step}: non-finite, update skipped "
                               f"({int(self.skipped.numpy())} so far)")
@@ -229,6 +272,10 @@ class Trainer:
                                                                                      1e-9),
             "skipped": int(self.skipped.numpy()),
             "dropped_objects": int(sum(int(v["dropped_objects"]) for v in window)),
+            "logits_absmax": max((max(-float(v["logits_min"]), float(v["logits_max"]))
+                                  for v in window), default=float("nan")),
+            "zero_grad_share": float(np.mean([float(v["zero_grad_share"]) for v in window]))
+                               if window else float("nan"),
         })
         self.log.write("train", self.step, record)
         self.progress.show(**{k: record[k] for k in ("loss", "lr", "images_per_sec")
