@@ -111,7 +111,8 @@ def load_model(run: RunConfig, checkpoint: Path, num_classes: int):
     from centernet.model import build_model
 
     keras.mixed_precision.set_global_policy(run.precision.policy)  # as training evaluated
-    model = build_model(run.model, num_classes, initial_weights=False)  # all from the checkpoint
+    model = build_model(run.model, num_classes, initial_weights=False,  # all from the checkpoint
+                        head_dtype=run.precision.head_dtype)
     restore(tf.train.Checkpoint(model=model), checkpoint, model_spec(run, num_classes),
             full=False)
     return model
