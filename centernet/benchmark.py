@@ -114,6 +114,47 @@ def decode_cost(batch_size: int = 8, output_size: int = 128, num_classes: int = 
             "classes": num_classes, "k": k}
 
 
+def focal_loss_cost(batch_size: int = 16, output_size: int = 128, num_classes: int = 80,
+                    jit_compile: bool = False, repeats: int = 15) -> Dict[str, float]:
+    """Milliseconds of one compiled forward + backward pass of each focal-loss form on a
+    `[batch, output_size, output_size, classes]` float32 batch (logits ~ N(-4, 2), a target
+    heatmap with 10 Gaussian peaks per image), and `stable`'s cost relative to `naive`'s.
+    The forms are timed in turn, three rounds, keeping each form's best median."""
+    from centernet.losses import FOCAL_IMPLS, focal_loss
+
+    rng = np.random.default_rng(0)
+    shape = (batch_size, output_size, output_size, num_classes)
+    logits = tf.constant(rng.normal(-4, 2, shape), tf.float32)
+    heatmap = np.zeros(shape, np.float32)
+    grid = np.arange(output_size)
+    for b in range(batch_size):
+        for _ in range(10):
+            y, x, c = rng.integers(0, output_size, 2).tolist() + [int(rng.integers(num_classes))]
+            bump = np.exp(-((grid[:, None] - y) ** 2 + (grid[None, :] - x) ** 2) / 8.0)
+            heatmap[b, :, :, c] = np.maximum(heatmap[b, :, :, c], bump)
+            heatmap[b, y, x, c] = 1.0
+    heatmap = tf.constant(heatmap)
+
+    def step_for(impl):
+        @tf.function(jit_compile=jit_compile)
+        def step(x, z):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                value = focal_loss(x, z, impl)
+            return value, tape.gradient(value, x)
+        return step
+
+    steps = {impl: step_for(impl) for impl in FOCAL_IMPLS}
+    best = {impl: float("inf") for impl in FOCAL_IMPLS}
+    for _ in range(3):
+        for impl, step in steps.items():
+            seconds = _time(lambda s=step: [t.numpy() for t in s(logits, heatmap)], repeats)
+            best[impl] = min(best[impl], seconds * 1e3)
+    return {**{f"{impl}_ms": ms for impl, ms in best.items()},
+            "stable_over_naive": best["stable"] / best["naive"],
+            "shape": list(shape), "jit_compile": jit_compile}
+
+
 def evaluation_cost(cfg: RunConfig) -> Dict[str, float]:
     """Seconds to evaluate the validation split (predict, decode, pycocotools), with freshly
     initialised weights (K detections per image, as a trained model gives)."""
