@@ -31,7 +31,7 @@ def test_cfg_job_prints_composed_config_with_shapes():
 def test_help_lists_the_groups():
     result = run_script("train.py", "--help")
     assert result.returncode == 0
-    for group in ("dataset: coco_json, shapes, tfds, voc_xml", "model:", "loss: clamped, naive, stable", "experiment:",
+    for group in ("dataset: coco_json, shapes, tfds, voc_xml", "model:", "loss: clamped, naive, per_image, stable", "experiment:",
                   "optimizer:", "schedule:", "precision:"):
         assert group in result.stdout
 
@@ -42,7 +42,7 @@ def test_help_lists_the_groups():
     ("model.input_size=100", ["model.input_size=100", "multiple of 32"]),
     ("loss.impl=fancy", ["loss.impl='fancy'", "stable, naive, clamped"]),
     ("train.on_nonfinite=ignore", ["train.on_nonfinite", "stop, skip"]),
-    ("loss=fancy", ["loss/fancy", "clamped", "naive", "stable"]),
+    ("loss=fancy", ["loss/fancy", "clamped", "naive", "per_image", "stable"]),
 ])
 def test_bad_values_fail_naming_the_key(override, expected, tmp_path):
     """Through the real CLI: non-zero exit, the key and the allowed values in the message, and
@@ -61,6 +61,8 @@ def test_bad_values_fail_naming_the_key(override, expected, tmp_path):
     ("targets.max_objects", 0, "targets.max_objects"),
     ("eval.score_threshold", 1.5, "eval.score_threshold"),
     ("model.neck_channels", [64, 32], "three positive"),
+    ("dataset.empty_fraction", 1.0, "dataset.empty_fraction"),
+    ("precision.heads", "float16", "precision.heads"),
 ])
 def test_validate_rejects_out_of_range_values(key, value, fragment):
     cfg = compose_config([])

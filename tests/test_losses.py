@@ -404,3 +404,86 @@ def test_reg_l1_loss_empty_mask_is_zero():
     target = np.full((2, 3, 2), 7.0, np.float32)
     got = reg_l1_loss(tf.constant(pred), tf.constant(ind), tf.constant(mask), tf.constant(target))
     assert float(got) == 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# per_image: each image's sum over its own positives (div_no_nan), then the batch mean
+# --------------------------------------------------------------------------------------------
+
+
+def ref_focal_per_image(logits, heatmap, alpha=2.0, beta=4.0):
+    """float64: mean over images of (image's terms summed) / (its positives), 0 without any."""
+    terms, pos = ref_focal_terms(logits, heatmap, alpha, beta)
+    sums = terms.reshape(len(terms), -1).sum(axis=1)
+    counts = pos.reshape(len(pos), -1).sum(axis=1)
+    return np.mean(np.where(counts > 0, sums / np.maximum(counts, 1), 0.0))
+
+
+def test_per_image_drops_an_empty_image_that_stable_counts():
+    """A batch of 3 with image 1 empty: per_image gives image 1 zero loss and zero gradient,
+    stable does not; both equal their float64 references (loss and gradient)."""
+    rng = np.random.default_rng(7)
+    shape = (3, 12, 12, 2)
+    heatmap = make_heatmap(rng, shape, 3, empty_images=(1,))
+    logits = rng.normal(-2, 2, shape).astype(np.float32)
+    x = tf.Variable(logits)
+    results = {}
+    for impl in ("per_image", "stable"):
+        with tf.GradientTape() as tape:
+            value = focal_loss(x, tf.constant(heatmap), impl)
+        results[impl] = (float(value), tape.gradient(value, x).numpy())
+    per_image_loss, per_image_grad = results["per_image"]
+    stable_loss, stable_grad = results["stable"]
+    assert per_image_loss == pytest.approx(ref_focal_per_image(logits, heatmap), rel=1e-5)
+    assert stable_loss == pytest.approx(ref_focal(logits, heatmap), rel=1e-5)
+    assert np.all(per_image_grad[1] == 0)  # the empty image teaches nothing
+    assert np.abs(stable_grad[1]).max() > 1e-3  # its negatives do count in stable
+    # the empty image's own contribution, per image: 0 for per_image, its whole sum for stable
+    terms, _ = ref_focal_terms(logits, heatmap)
+    assert terms[1].sum() > 1.0
+    # float64 gradients: per_image = (1/B) * d terms / (image positives); stable = / all
+    eps = 1e-3
+    for b, y, xx, c in [(0, 3, 4, 1), (2, 7, 7, 0), (1, 5, 5, 1)]:
+        bumped = logits.astype(np.float64).copy()
+        bumped[b, y, xx, c] += eps
+        lowered = logits.astype(np.float64).copy()
+        lowered[b, y, xx, c] -= eps
+        for impl, ref in (("per_image", ref_focal_per_image), ("stable", ref_focal)):
+            numeric = (ref(bumped, heatmap) - ref(lowered, heatmap)) / (2 * eps)
+            got = results[impl][1][b, y, xx, c]
+            assert got == pytest.approx(numeric, rel=1e-3, abs=1e-7), (impl, b)
+
+
+def test_per_image_equals_stable_when_every_image_has_the_same_positives():
+    """With equal positives per image, per-image and batch normalisation coincide."""
+    rng = np.random.default_rng(3)
+    heatmap = np.zeros((2, 8, 8, 1), np.float32)
+    heatmap[0, 2, 2, 0] = heatmap[1, 5, 6, 0] = 1.0
+    logits = rng.normal(0, 3, heatmap.shape).astype(np.float32)
+    assert float(focal_loss(logits, heatmap, "per_image")) == pytest.approx(
+        float(focal_loss(logits, heatmap, "stable")), rel=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+def test_sigmoid_rounding_points_are_the_edges_where_the_sigmoid_is_exactly_0_or_1(dtype):
+    """At the returned points tf.sigmoid is exactly 0 / 1; the dtype's next value toward 0
+    gives neither (so they are the edges, not just somewhere past them)."""
+    import ml_dtypes
+
+    from centernet.losses import sigmoid_rounding_points
+
+    zero_below, one_from = sigmoid_rounding_points(dtype)
+    np_dtype = ml_dtypes.bfloat16 if dtype == "bfloat16" else np.dtype(dtype)
+    values = [zero_below, one_from]
+    probabilities = tf.sigmoid(tf.constant(np.array(values, np_dtype))).numpy().astype(float)
+    assert probabilities[0] == 0 and probabilities[1] == 1
+    # the neighbouring representable values toward 0
+    grid = np.array(np.arange(-200, 40, 1 / 1024), np_dtype).astype(np.float64)
+    grid = np.unique(grid)
+    next_low = grid[grid > zero_below].min()
+    next_high = grid[grid < one_from].max()
+    inside = tf.sigmoid(tf.constant(np.array([next_low, next_high], np_dtype))).numpy()
+    assert 0 < float(inside[0]) and float(inside[1]) < 1
+    # float16's range is far narrower than float32's: it saturates at much smaller |x|
+    if dtype == "float16":
+        assert -18 < zero_below < -17 and 7 < one_from < 8.5

@@ -37,6 +37,21 @@ def test_heads_stay_float32_under_mixed_precision():
     assert all(t.dtype.name == "float32" for t in out.values())
 
 
+@pytest.mark.parametrize("policy, dtype", [("mixed_bfloat16", "bfloat16"),
+                                           ("mixed_float16", "float16")])
+def test_heads_follow_the_policy_with_precision_heads_compute(policy, dtype):
+    """precision.heads=compute (head_dtype=None): the outputs, and so the loss, are in the
+    policy's compute dtype, as in a model built without a float32 output layer."""
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        model = build_model(ModelConfig(name="resnet18", input_size=64, neck_channels=[16, 16, 16],
+                                        head_conv=8), num_classes=3, head_dtype=None)
+        out = _outputs(model, 64)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert all(t.dtype.name == dtype for t in out.values())
+
+
 @pytest.mark.parametrize("name", ["resnet50", "mobilenetv2"])
 def test_keras_application_backbones_build_at_stride_4(name):
     model = build_model(ModelConfig(name=name, input_size=64, neck_channels=[32, 16, 16],

@@ -60,6 +60,23 @@ def test_config_name_encodes_every_parameter():
     }  # fmt: skip
     assert len(names) == 8 and default.name not in names
     assert shapes.shapes_config(min_size=0.08000001).name != default.name
+    assert shapes.shapes_config(empty_fraction=0.25).name == default.name + "_e0.25"
+
+
+def test_empty_fraction_leaves_that_share_of_images_empty_and_the_rest_unchanged():
+    """About `empty_fraction` of the images have no objects; with 0 every scene is the one
+    drawn before the option existed (no extra random draw), so existing data stays put."""
+    config = shapes.shapes_config(image_size=64, num_train=400, num_val=1, max_shapes=3,
+                                  min_size=0.2, max_size=0.5, empty_fraction=0.25)
+    counts = [len(shapes.sample_scene(shapes.example_rng(0, 0, i), config)) for i in range(400)]
+    empty = counts.count(0) / len(counts)
+    assert 0.18 < empty < 0.32  # binomial(400, 0.25): 5 standard deviations either side
+    plain = shapes.shapes_config(image_size=64, num_train=400, num_val=1, max_shapes=3,
+                                 min_size=0.2, max_size=0.5)
+    assert all(len(shapes.sample_scene(shapes.example_rng(0, 0, i), plain)) >= 1
+               for i in range(100))
+    with pytest.raises(ValueError, match="empty_fraction"):
+        shapes.shapes_config(empty_fraction=1.0)
 
 
 def test_config_rejects_bad_values():

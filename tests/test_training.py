@@ -75,7 +75,10 @@ def test_nonfinite_stop_names_step_part_and_logit_range(tfds_dir, tmp_path):
     with pytest.raises(NonFiniteLossError) as error:
         train(cfg, tmp_path)
     message = str(error.value)
-    assert "step 1" in message and "heatmap" in message and "logits range [-2" in message
+    assert "step 1" in message and "heatmap" in message and "(float32) range [-2" in message
+    # a logit of -200 is far below -87.3: every heatmap logit's sigmoid rounds to exactly 0
+    assert "at or below -87.34, where the float32 sigmoid rounds to exactly 0" in message
+    assert message.splitlines()[-1].startswith("why: loss=naive")
     assert list_checkpoints(tmp_path / "checkpoints") == []  # nothing non-finite saved
 
 
