@@ -1,11 +1,12 @@
 """Train every focal-loss form side by side: `python scripts/compare_losses.py [overrides]`.
 
 Trains `loss=stable`, `per_image`, `clamped` and `naive` on the same data, seed and schedule
-(`experiment=nan_demo` unless the overrides name another experiment), then `stable` and `naive`
-at each other precision the machine runs natively, each as its own `scripts/train.py` process
-in `<run dir>/runs/<loss>_<precision>`. Writes `comparison.md` and `comparison.png` into the run
-directory: `hydra.run.dir=DIR` sets it (default `outputs/compare_losses/<time>`); running the
-same command again resumes unfinished runs. Every other `key=value` goes to each run.
+(`experiment=nan_demo` unless the overrides name another experiment, or `~experiment` for the
+plain default run), then `stable` and `naive` at each other precision the machine runs
+natively, each as its own `scripts/train.py` process in `<run dir>/runs/<loss>_<precision>`.
+Writes `comparison.md` and `comparison.png` into the run directory: `hydra.run.dir=DIR` sets it
+(default `outputs/compare_losses/<time>`); running the same command again resumes unfinished
+runs. Every other `key=value` goes to each run.
 
 Options of its own: `compare.losses=stable,naive` (the forms to run) and
 `compare.precisions=float32,mixed_bfloat16` (the extra precisions; `none` for none).
@@ -50,7 +51,7 @@ def _split_arguments(argv):
                               f"each run (use compare.losses / compare.precisions)")
         else:
             overrides.append(argument)
-    if not any(o.split("=")[0].lstrip("+") == "experiment" for o in overrides):
+    if not any(o.split("=")[0].lstrip("+~") == "experiment" for o in overrides):
         overrides.insert(0, "experiment=nan_demo")
     if run_dir is None:
         run_dir = Path("outputs/compare_losses") / time.strftime("%Y-%m-%d_%H-%M-%S")
