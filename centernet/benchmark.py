@@ -17,7 +17,7 @@ from centernet.config import DOWN_RATIO, ModelConfig, RunConfig
 from centernet.data.pipeline import train_dataset
 from centernet.data.sources import build_source
 from centernet.data.targets import render_targets
-from centernet.decode import decode
+from centernet.evaluation.decode import decode
 from centernet.model import build_model
 
 

@@ -1,4 +1,4 @@
-"""Independent tests of `centernet.decode.decode` against a float64 NumPy reference.
+"""Independent tests of `centernet.evaluation.decode.decode` against a float64 NumPy reference.
 
 Reference (DESIGN.md, "Decoding"): p = sigmoid(logits); keep p where it equals its 3x3
 neighbourhood maximum (stride 1, borders compare only with cells inside the grid), else 0;
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from centernet.decode import decode
+from centernet.evaluation.decode import decode
 from centernet.data.targets import render_targets
 
 # --------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import tensorflow as tf
 from centernet.config import DOWN_RATIO, validate
 from centernet.data.pipeline import eval_example, train_example
 from centernet.data.sources import build_source
-from centernet.decode import decode, to_original_pixels
+from centernet.evaluation.decode import decode, to_original_pixels
 from centernet.evaluation.inference import ground_truth
 from centernet.evaluation.metrics import CocoEvaluator, coco_ground_truth
 from conftest import compose_config

@@ -13,7 +13,7 @@ from centernet.data.letterbox import letterbox_boxes, letterbox_image
 from centernet.data.pipeline import eval_dataset, train_dataset, train_example
 from centernet.data.sources import build_source, decode_record
 from centernet.data.targets import render_targets
-from centernet.decode import to_original_pixels
+from centernet.evaluation.decode import to_original_pixels
 from conftest import compose_config
 
 

@@ -15,7 +15,7 @@ import tensorflow as tf
 from centernet.config import RunConfig
 from centernet.data.pipeline import AUTOTUNE, eval_dataset
 from centernet.data.sources import Source, decode_record
-from centernet.decode import decode_probs, merge_flipped, to_original_pixels
+from centernet.evaluation.decode import decode_probs, merge_flipped, to_original_pixels
 from centernet.errors import DataError
 from centernet.evaluation.metrics import CocoEvaluator, GroundTruthImage, coco_ground_truth
 
