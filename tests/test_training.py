@@ -151,3 +151,18 @@ def test_sigkill_mid_run_resumes_to_completion(tfds_dir, tmp_path):
     records = [r for r in read_metrics(tmp_path) if r["kind"] == "train"]
     assert [r["step"] for r in records] == list(range(1, 41))  # no gap, no duplicate
     assert list_checkpoints(tmp_path / "checkpoints")[0].name == "ckpt-40"
+
+
+def test_nonfinite_message_says_why_the_clamp_fails_in_float16():
+    """In float16 1 - 1e-4 rounds to 1 (its spacing below 1 is 2^-11 = 4.9e-4), so the clamp
+    no longer keeps log(1 - p) finite; in float32 it does, and the message says otherwise."""
+    from centernet.engine.training import nonfinite_message
+
+    values = {k: np.float32("nan") for k in ("loss", "heatmap", "wh", "offset", "giou")}
+    values.update(sigmoid_zero=0, sigmoid_one=2, logits_min=-3.0, logits_max=8.5)
+    half = nonfinite_message(10, values, "float16", "clamped", None, Path("ckpts"))
+    assert half.splitlines()[-1].startswith("why: loss=clamped clamps the sigmoid")
+    assert "in float16 1 - 0.0001 rounds to exactly 1" in half
+    assert "no checkpoint was written before it (in ckpts)" in half
+    full = nonfinite_message(10, values, "float32", "clamped", None, Path("ckpts"))
+    assert "rounds to exactly 1, so" not in full

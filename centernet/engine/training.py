@@ -25,7 +25,7 @@ from centernet.data.pipeline import train_dataset
 from centernet.data.sources import ClassMap, build_source, check_splits
 from centernet.errors import NonFiniteLossError
 from centernet.evaluation.inference import SplitEvaluator
-from centernet.losses import centernet_loss, sigmoid_rounding_points
+from centernet.losses import CLAMP_EPS, centernet_loss, sigmoid_rounding_points
 from centernet.model import build_model
 from centernet.engine.optim import build_optimizer, build_schedule
 from centernet.engine.run_log import Progress, RunLog
@@ -116,6 +116,10 @@ def nonfinite_message(step: int, values: Dict[str, np.ndarray], logits_dtype: st
     if not (math.isfinite(low) and math.isfinite(high)):
         why = ("why: the heatmap logits themselves are not finite, so the weights diverged "
                "before any loss was taken: lower train.lr or add warm-up.")
+    elif ones and impl == "clamped" and tf.cast(1 - CLAMP_EPS, logits_dtype).numpy() == 1:
+        why = (f"why: loss=clamped clamps the sigmoid to [{CLAMP_EPS:g}, 1 - {CLAMP_EPS:g}], but "
+               f"in {logits_dtype} 1 - {CLAMP_EPS:g} rounds to exactly 1, so where the sigmoid "
+               f"rounds to 1, -log(1 - p) = -log(0) = inf, and inf times a mask of 0 is NaN.")
     elif zeros + ones and impl in ("naive", "clamped"):
         why = (f"why: loss={impl} computes -log(sigmoid(x)) and -log(1 - sigmoid(x)) at every "
                f"pixel and masks them afterwards; where the {logits_dtype} sigmoid rounds to "
