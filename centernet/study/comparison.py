@@ -180,6 +180,7 @@ def plot(rows: Sequence[Row], path: Path, gradient_curves: Dict[str, Dict[str, t
 
     figure, axes = plt.subplots(2, 2, figsize=(13, 9))
     loss_ax, ap_ax, pos_ax, neg_ax = axes.ravel()
+    stopped = 0
     for index, row in enumerate(rows):
         color = f"C{index % 10}"
         style = "-" if row.variant.precision == rows[0].variant.precision else "--"
@@ -190,8 +191,10 @@ def plot(rows: Sequence[Row], path: Path, gradient_curves: Dict[str, Dict[str, t
             y = row.curve[-1][1] if row.curve else 1.0
             loss_ax.plot([row.nonfinite_step], [y], "x", color=color, markersize=12,
                          markeredgewidth=3)
-            loss_ax.annotate(f"NaN at {row.nonfinite_step}", (row.nonfinite_step, y),
-                             textcoords="offset points", xytext=(6, 6), color=color)
+            loss_ax.annotate(f"{row.variant.name}: NaN at step {row.nonfinite_step}",
+                             (row.nonfinite_step, y), textcoords="offset points",
+                             xytext=(8, 6 + 14 * stopped), color=color)
+            stopped += 1  # stacked labels: runs that stop at nearby steps stay readable
         if row.ap_curve:
             steps, aps = zip(*row.ap_curve)
             ap_ax.plot(steps, aps, style + "o", color=color, label=row.variant.name)
