@@ -64,6 +64,49 @@ def _gaussian_1d(coords: tf.Tensor, centres: tf.Tensor, radii: tf.Tensor,
     return tf.cast(tf.where(inside, values, tf.zeros_like(values)), tf.float32)
 
 
+def _window_heatmap(int_x: tf.Tensor, int_y: tf.Tensor, radii: tf.Tensor, sigmas: tf.Tensor,
+                    labels: tf.Tensor, height: int, width: int, num_classes: int) -> tf.Tensor:
+    """The class heatmap from each object's Gaussian window alone.
+
+    Object `n` covers the cells `|x - int_x[n]| <= radii[n]`, `|y - int_y[n]| <= radii[n]`
+    inside the grid, with `exp(-dx^2 / 2 sigma^2) * exp(-dy^2 / 2 sigma^2)` (each factor in
+    float64, cast to float32, multiplied in float32, as `_gaussian_1d` draws the full planes).
+    All windows' cells are laid out in one flat list (`sum` of window areas entries, not
+    `N x H x W`); cells shared by windows of one class keep their maximum
+    (`unsorted_segment_max`), and the result is written into a zero `[H, W, C]` tensor in one
+    pass (`SparseToDense`, about the cost of allocating that tensor; a scatter-max into
+    zeros measured 1.5-2x slower).
+
+    Args: int_x, int_y, radii, sigmas `[N]` float64; labels `[N]` int32.
+    Returns: `[H, W, C]` float32, the element-wise maximum of the objects' Gaussians per class.
+    """
+    radius = tf.cast(radii, tf.int32)
+    cx, cy = tf.cast(int_x, tf.int32), tf.cast(int_y, tf.int32)
+    x0, y0 = tf.maximum(cx - radius, 0), tf.maximum(cy - radius, 0)
+    span_x = tf.maximum(tf.minimum(cx + radius, width - 1) - x0 + 1, 0)
+    span_y = tf.maximum(tf.minimum(cy + radius, height - 1) - y0 + 1, 0)
+    cells = span_x * span_y
+    owner = tf.repeat(tf.range(tf.size(cells)), cells)  # [M] the object of each cell
+    local = tf.range(tf.reduce_sum(cells)) - tf.gather(tf.cumsum(cells, exclusive=True), owner)
+    owner_span_x = tf.gather(span_x, owner)
+    ys = tf.gather(y0, owner) + local // owner_span_x
+    xs = tf.gather(x0, owner) + local % owner_span_x
+    sigma = tf.gather(sigmas, owner)
+    two_sigma_sq = 2.0 * sigma * sigma
+    dx = tf.cast(xs, tf.float64) - tf.gather(int_x, owner)
+    dy = tf.cast(ys, tf.float64) - tf.gather(int_y, owner)
+    values = (tf.cast(tf.exp(-(dy * dy) / two_sigma_sq), tf.float32)
+              * tf.cast(tf.exp(-(dx * dx) / two_sigma_sq), tf.float32))
+    flat_index = (ys * width + xs) * num_classes + tf.gather(labels, owner)
+    cell, which = tf.unique(flat_index)  # overlapping windows of one class share cells
+    peak = tf.math.unsorted_segment_max(values, which, tf.size(cell))
+    heatmap = tf.raw_ops.SparseToDense(sparse_indices=cell,
+                                       output_shape=[height * width * num_classes],
+                                       sparse_values=peak, default_value=0.0,
+                                       validate_indices=False)
+    return tf.reshape(heatmap, [height, width, num_classes])
+
+
 def _pad_rows(values: tf.Tensor, rows: int) -> tf.Tensor:
     """Zero-pad the first axis of `values` up to `rows`."""
     missing = rows - tf.shape(values)[0]
@@ -130,17 +173,15 @@ def render_targets(boxes, labels, output_size: OutputSize, num_classes: int, max
                                                 min_overlap)), 0.0)
     sigmas = (2 * radii + 1) / 6
 
-    gauss_x = _gaussian_1d(tf.range(width, dtype=tf.float64), int_x, radii, sigmas)
-    gauss_y = _gaussian_1d(tf.range(height, dtype=tf.float64), int_y, radii, sigmas)
-    per_object = gauss_y[:, :, tf.newaxis] * gauss_x[:, tf.newaxis, :]  # [N, H, W]
-    per_class = tf.math.unsorted_segment_max(
-        tf.reshape(per_object, [-1, height * width]), kept_labels, num_classes)
-    heatmap = tf.transpose(tf.reshape(tf.maximum(per_class, 0.0), [num_classes, height, width]),
-                           [1, 2, 0])
+    heatmap = _window_heatmap(int_x, int_y, radii, sigmas, kept_labels, height, width,
+                              num_classes)
 
     wh = tf.cast(tf.stack([box_w, box_h], axis=1), tf.float32)
     dense = {}
     if dense_wh or dense_reg:
+        gauss_x = _gaussian_1d(tf.range(width, dtype=tf.float64), int_x, radii, sigmas)
+        gauss_y = _gaussian_1d(tf.range(height, dtype=tf.float64), int_y, radii, sigmas)
+        per_object = gauss_y[:, :, tf.newaxis] * gauss_x[:, tf.newaxis, :]  # [N, H, W]
         dense = _dense_targets(per_object, wh, centre_x, centre_y, dense_wh, dense_reg)
     reg = tf.cast(tf.stack([centre_x - int_x, centre_y - int_y], axis=1), tf.float32)
     ind = tf.cast(int_y * width + int_x, tf.int32)
