@@ -23,10 +23,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
 benchmark: $(STAMP)
-	$(BIN)/python scripts/benchmark.py train-step
-	$(BIN)/python scripts/benchmark.py pipeline model.input_size=512 train.batch_size=8
-	$(BIN)/python scripts/benchmark.py targets
-	$(BIN)/python scripts/benchmark.py decode
+	$(BIN)/python scripts/benchmark.py suite --out outputs/benchmark/suite.json $(ARGS)
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache

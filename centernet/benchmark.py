@@ -6,6 +6,9 @@ Each function warms up (tracing, first allocations) and then times repeated runs
 
 from __future__ import annotations
 
+import os
+import platform
+import resource
 import time
 from typing import Callable, Dict
 
@@ -226,3 +229,87 @@ def coco_index_cost(images: int, directory) -> Dict[str, float]:
     return {"images": len(split), "objects": int(split.row_splits[-1]),
             "file_mb": path.stat().st_size / 2 ** 20, "load_s": loaded - start,
             "parse_s": parsed - loaded, "check_s": done - parsed, "total_s": done - start}
+
+
+def forward_gflops(model_cfg: ModelConfig, num_classes: int) -> float:
+    """GFLOP of one image's forward pass (inference mode), counted by TensorFlow's profiler
+    on the model's graph (a multiply-add counts 2)."""
+    from tensorflow.python.framework.convert_to_constants import (  # pylint: disable=import-outside-toplevel
+        convert_variables_to_constants_v2)
+
+    model = build_model(model_cfg, num_classes, initial_weights=False)
+    size = model_cfg.input_size
+    forward = tf.function(lambda image: model(image, training=False)).get_concrete_function(
+        tf.TensorSpec([1, size, size, 3], tf.uint8))
+    graph = convert_variables_to_constants_v2(forward).graph
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    profile = tf.compat.v1.profiler.profile(graph=graph, options=options)
+    return profile.total_float_ops / 1e9
+
+
+def machine() -> Dict[str, object]:
+    """The CPU model, core count, the instruction-set flags that decide speed here (avx2,
+    avx512f, avx512_bf16, amx), and the TensorFlow and Python versions."""
+    model, flags = platform.processor() or "unknown", set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+    except OSError:
+        pass
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
+    return {"cpu": model, "cores": os.cpu_count(),
+            "flags": {flag: flag in flags for flag in wanted},
+            "tensorflow": tf.__version__, "python": platform.python_version()}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def suite(cfg: RunConfig, model_name: str, input_size: int, batch_size: int, num_classes: int,
+          precision: str = "float32", jit_compile: bool = False,
+          progress: Callable[[str], None] = lambda _: None) -> Dict[str, object]:
+    """Every figure of the project's hot paths in one process, each the median of repeated
+    timings after warm-up (the keys of `SUITE_KEYS`).
+
+    `cfg` configures the input pipeline and the evaluation (dataset, validation split, and
+    the same `input_size` and `batch_size` as the train step, which runs `model_name` on
+    random data of `num_classes` classes). Targets, decode and the focal loss use the fixed
+    shapes their keys name."""
+    if (cfg.model.input_size, cfg.train.batch_size) != (input_size, batch_size):
+        raise ValueError(f"suite: cfg has input {cfg.model.input_size}, batch "
+                         f"{cfg.train.batch_size}; the train step {input_size}, {batch_size}")
+    model_cfg = ModelConfig(name=model_name, input_size=input_size)
+    run = cfg
+    figures: Dict[str, object] = {}
+    progress("train step")
+    train = train_step_throughput(model_cfg, batch_size, num_classes, precision, jit_compile)
+    gflops = forward_gflops(model_cfg, num_classes)
+    figures["train_img_per_s"] = train["images_per_sec"]
+    figures["train_gflops_per_s"] = 3 * gflops * train["images_per_sec"]  # fwd + 2x for bwd
+    progress("input pipeline")
+    figures["pipeline_img_per_s"] = pipeline_throughput(run)["images_per_sec"]
+    progress("targets")
+    figures["targets_ms_10"] = render_targets_cost(10)["ms_per_image"]
+    figures["targets_ms_100"] = render_targets_cost(100)["ms_per_image"]
+    progress("decode")
+    figures["decode_ms_b8"] = decode_cost(8, 128, 80, 100)["ms_per_batch"]
+    progress("focal loss")
+    focal = focal_loss_cost()
+    figures["focal_stable_ms"], figures["focal_naive_ms"] = focal["stable_ms"], focal["naive_ms"]
+    progress("evaluation")
+    figures["eval_s"] = evaluation_cost(run)["steady_sec"]
+    figures["peak_rss_mb"] = peak_rss_mb()
+    figures["forward_gflop_per_image"] = gflops
+    figures["config"] = {"model": model_name, "input_size": input_size,
+                         "batch_size": batch_size, "classes": num_classes,
+                         "precision": precision, "jit_compile": jit_compile}
+    figures["machine"] = machine()
+    return figures

@@ -8,6 +8,8 @@
   focal         focal-loss forward+backward ms per form, 16 x 128 x 128 x 80 (--jit)
   evaluate      validation-split evaluation seconds                 [hydra-style overrides]
   coco-index    seconds to index a synthetic COCO file of --images images (default 100000)
+  suite         every figure above in one process, as a table and as JSON (--out FILE.json;
+                the train-step options; overrides for the pipeline and evaluation data)
 
 Hydra-style overrides compose `configs/train.yaml`, e.g.
 `python scripts/benchmark.py pipeline model.input_size=512 train.batch_size=8`.
@@ -30,11 +32,51 @@ def composed(overrides):
         return validate(compose("train", overrides=overrides))
 
 
+SUITE_ROWS = [  # (key, what, unit)
+    ("train_img_per_s", "train step", "images/s"),
+    ("train_gflops_per_s", "train step, counted FLOPs (forward x 3)", "GFLOP/s"),
+    ("pipeline_img_per_s", "input pipeline (augment, targets, batch)", "images/s"),
+    ("targets_ms_10", "targets, 128x128x80, 10 objects", "ms/image"),
+    ("targets_ms_100", "targets, 128x128x80, 100 objects", "ms/image"),
+    ("decode_ms_b8", "decode, batch 8, 128x128x80, K=100", "ms/batch"),
+    ("focal_stable_ms", "focal loss stable, fwd+bwd, 16x128x128x80", "ms"),
+    ("focal_naive_ms", "focal loss naive, fwd+bwd, 16x128x128x80", "ms"),
+    ("eval_s", "evaluation of the validation split", "s"),
+    ("peak_rss_mb", "peak resident memory", "MiB"),
+]
+
+
+def run_suite(args) -> None:
+    """`suite`: every figure, printed as a table and written to `--out`."""
+    import sys
+
+    from centernet import benchmark
+
+    cfg = composed(list(args.overrides) + [f"model.input_size={args.input_size}",
+                                           f"train.batch_size={args.batch_size}"])
+    figures = benchmark.suite(cfg, args.model, args.input_size, args.batch_size, args.classes,
+                              args.precision, args.jit,
+                              progress=lambda stage: print(f"... {stage}", file=sys.stderr))
+    config, machine = figures["config"], figures["machine"]
+    flags = ", ".join(flag for flag, present in machine["flags"].items() if present) or "none"
+    print(f"{machine['cpu']}, {machine['cores']} cores ({flags}), TensorFlow "
+          f"{machine['tensorflow']}; {config['model']} {config['input_size']} px, batch "
+          f"{config['batch_size']}, {config['classes']} classes, {config['precision']}"
+          f"{', XLA' if config['jit_compile'] else ''}")
+    width = max(len(what) for _, what, _ in SUITE_ROWS)
+    for key, what, unit in SUITE_ROWS:
+        print(f"{what:<{width}}  {figures[key]:>10.4g}  {unit}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(figures, indent=2) + "\n")
+        print(f"wrote {args.out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["pipeline", "targets", "train-step", "decode",
-                                         "focal", "evaluate", "coco-index"])
+                                         "focal", "evaluate", "coco-index", "suite"])
     parser.add_argument("overrides", nargs="*", help="key=value config overrides")
     parser.add_argument("--objects", type=int, nargs="+", default=[10, 100])
     parser.add_argument("--model", default="resnet18")
@@ -46,11 +88,15 @@ def main() -> None:
     parser.add_argument("--output-size", type=int, default=128)
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--images", type=int, default=100_000)
-    args = parser.parse_args()
+    parser.add_argument("--out", type=Path, help="suite: write the figures to this JSON file")
+    args = parser.parse_intermixed_args()  # overrides may come before or after options
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from centernet import benchmark
     from centernet.config import ModelConfig
 
+    if args.what == "suite":
+        run_suite(args)
+        return
     if args.what == "pipeline":
         results = [benchmark.pipeline_throughput(composed(args.overrides))]
     elif args.what == "targets":
