@@ -260,3 +260,23 @@ def test_decode_round_trip_through_render_targets():
         b1, s1, c1 = run_decode(logits[i : i + 1], whm[i : i + 1], regm[i : i + 1], Kd)
         np.testing.assert_allclose(ss[i], s1[0], atol=1e-7)
         assert_same_detections(c1[0], b1[0], cc[i], bb[i], atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_top_k_cells_equals_one_top_k_over_everything(seed):
+    """The two-round top K (best cells by their class maximum, then the best of those cells'
+    values) against NumPy's full sort, including a cell that holds every winner and values
+    rounded so that ties occur."""
+    from centernet.evaluation.decode import top_k_cells
+
+    rng = np.random.default_rng(seed)
+    values = np.round(rng.normal(0, 1, (3, 6, 7, 30)), 1).astype(np.float32)
+    values[1, 2, 3, :] = 10 + np.arange(30)  # image 1: all 20 winners in one cell
+    got_values, got_index = top_k_cells(tf.constant(values), 20)
+    flat = values.reshape(3, -1)
+    want = -np.sort(-flat, axis=1)[:, :20]
+    np.testing.assert_array_equal(got_values.numpy(), want)
+    picked = np.take_along_axis(flat, got_index.numpy(), axis=1)
+    np.testing.assert_array_equal(picked, want)  # each index holds its value
+    for row in got_index.numpy():
+        assert len(set(row.tolist())) == 20  # no cell-class picked twice

@@ -25,14 +25,34 @@ def peak_scores(heatmap_probs: tf.Tensor) -> tf.Tensor:
     return tf.where(tf.equal(pooled, probs), probs, tf.zeros_like(probs))
 
 
-def decode_probs(heatmap_probs: tf.Tensor, wh: tf.Tensor, reg: tf.Tensor,
-                 k: int = 100) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """`decode` for heatmaps that are already probabilities (e.g. flip-test averages)."""
-    peaks = peak_scores(heatmap_probs)
+def top_k_cells(peaks: tf.Tensor, k: int) -> Tuple[tf.Tensor, tf.Tensor]:
+    """The `k` largest values of each image's `[H, W, C]` `peaks`, sorted descending, and their
+    flat indices `(y * W + x) * C + c`: `([B, K] float32, [B, K] int32)`.
+
+    Exact without sorting all `H * W * C` values: the k-th largest value overall is at least
+    the k-th largest per-cell maximum (those are k distinct values), so every winner lies in
+    one of the k cells with the largest maxima. Taking the top k cells by their maximum over
+    classes, then the top k of those cells' `k * C` values, gives the same values as one
+    `top_k` over everything (among exactly equal values the pick may differ, as any order of
+    ties is valid). Falls back to one `top_k` when `H * W < k` or the shape is unknown.
+    """
+    height, width, channels = peaks.shape[1], peaks.shape[2], peaks.shape[3]
     batch = tf.shape(peaks)[0]
-    width = tf.shape(peaks)[2]
-    num_classes = tf.shape(peaks)[3]
-    scores, flat_index = tf.math.top_k(tf.reshape(peaks, [batch, -1]), k=k, sorted=True)
+    if None in (height, width, channels) or height * width < k:
+        return tf.math.top_k(tf.reshape(peaks, [batch, -1]), k=k, sorted=True)
+    by_cell = tf.reshape(peaks, [batch, height * width, channels])
+    _, best_cells = tf.math.top_k(tf.reduce_max(by_cell, axis=2), k=k, sorted=False)
+    candidates = tf.gather(by_cell, best_cells, batch_dims=1)  # [B, K, C]
+    values, pick = tf.math.top_k(tf.reshape(candidates, [batch, k * channels]), k=k, sorted=True)
+    cell = tf.gather(best_cells, pick // channels, batch_dims=1)
+    return values, cell * channels + pick % channels
+
+
+def _detections(scores: tf.Tensor, flat_index: tf.Tensor, wh: tf.Tensor, reg: tf.Tensor,
+                num_classes) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Boxes `[B, K, 4]`, scores `[B, K]` and classes `[B, K]` int32 of flat peak indices."""
+    batch = tf.shape(wh)[0]
+    width = tf.shape(wh)[2]
     classes = flat_index % num_classes
     cell = flat_index // num_classes
     cell_x = tf.cast(cell % width, tf.float32)
@@ -52,9 +72,22 @@ def decode_probs(heatmap_probs: tf.Tensor, wh: tf.Tensor, reg: tf.Tensor,
     return boxes, scores, tf.cast(classes, tf.int32)
 
 
+def decode_probs(heatmap_probs: tf.Tensor, wh: tf.Tensor, reg: tf.Tensor,
+                 k: int = 100) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """`decode` for heatmaps that are already probabilities (e.g. flip-test averages)."""
+    scores, flat_index = top_k_cells(peak_scores(heatmap_probs), k)
+    return _detections(scores, flat_index, wh, reg, tf.shape(heatmap_probs)[3])
+
+
 def decode(heatmap_logits: tf.Tensor, wh: tf.Tensor, reg: tf.Tensor,
            k: int = 100) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Detections from raw CenterNet outputs.
+
+    The 3x3 peaks and the top K are found on the logits and only the K winners go through the
+    sigmoid: it is increasing, so peaks and order are those of the probabilities (DESIGN.md,
+    Decoding) without a sigmoid of every `[B, H, W, C]` value. (Two neighbouring logits so
+    close that their float32 probabilities are equal form a plateau only in probability
+    space; here the larger one wins.)
 
     Args:
         heatmap_logits: `[B, H, W, C]` class logits.
@@ -66,7 +99,11 @@ def decode(heatmap_logits: tf.Tensor, wh: tf.Tensor, reg: tf.Tensor,
         boxes `[B, K, 4]` float32 `x1, y1, x2, y2` in output-grid pixels, scores `[B, K]`
         float32 sigmoid scores sorted descending, classes `[B, K]` int32.
     """
-    return decode_probs(tf.sigmoid(tf.cast(heatmap_logits, tf.float32)), wh, reg, k)
+    logits = tf.cast(heatmap_logits, tf.float32)
+    pooled = tf.nn.max_pool2d(logits, ksize=3, strides=1, padding="SAME")
+    peaks = tf.where(tf.equal(pooled, logits), logits, tf.fill(tf.shape(logits), float("-inf")))
+    top_logits, flat_index = top_k_cells(peaks, k)
+    return _detections(tf.sigmoid(top_logits), flat_index, wh, reg, tf.shape(logits)[3])
 
 
 def merge_flipped(outputs: Mapping[str, tf.Tensor],
