@@ -86,8 +86,10 @@ def _window_heatmap(int_x: tf.Tensor, int_y: tf.Tensor, radii: tf.Tensor, sigmas
     span_x = tf.maximum(tf.minimum(cx + radius, width - 1) - x0 + 1, 0)
     span_y = tf.maximum(tf.minimum(cy + radius, height - 1) - y0 + 1, 0)
     cells = span_x * span_y
-    owner = tf.repeat(tf.range(tf.size(cells)), cells)  # [M] the object of each cell
-    local = tf.range(tf.reduce_sum(cells)) - tf.gather(tf.cumsum(cells, exclusive=True), owner)
+    ends = tf.cumsum(cells)
+    entry = tf.range(tf.reduce_sum(cells))  # [M] one entry per window cell
+    owner = tf.searchsorted(ends, entry, side="right")  # the object of each entry
+    local = entry - tf.gather(ends - cells, owner)  # its place inside that window
     owner_span_x = tf.gather(span_x, owner)
     ys = tf.gather(y0, owner) + local // owner_span_x
     xs = tf.gather(x0, owner) + local % owner_span_x
