@@ -69,13 +69,15 @@ def _window_heatmap(int_x: tf.Tensor, int_y: tf.Tensor, radii: tf.Tensor, sigmas
     """The class heatmap from each object's Gaussian window alone.
 
     Object `n` covers the cells `|x - int_x[n]| <= radii[n]`, `|y - int_y[n]| <= radii[n]`
-    inside the grid, with `exp(-dx^2 / 2 sigma^2) * exp(-dy^2 / 2 sigma^2)` (each factor in
-    float64, cast to float32, multiplied in float32, as `_gaussian_1d` draws the full planes).
-    All windows' cells are laid out in one flat list (`sum` of window areas entries, not
-    `N x H x W`); cells shared by windows of one class keep their maximum
-    (`unsorted_segment_max`), and the result is written into a zero `[H, W, C]` tensor in one
-    pass (`SparseToDense`, about the cost of allocating that tensor; a scatter-max into
-    zeros measured 1.5-2x slower).
+    inside the grid with `exp(-dy^2 / 2 sigma^2) * exp(-dx^2 / 2 sigma^2)`: each factor in
+    float64, cast to float32, multiplied in float32, as `_gaussian_1d` draws the full planes.
+    The factors come from per-object tables `[N, S]` (S = the widest window); the windows'
+    cells are laid out in one flat list of `M = sum of window areas` entries (not
+    `N x H x W`), cells shared by windows of one class keep their maximum
+    (`unsorted_segment_max` over `tf.unique`), and the result is written into a zero
+    `[H, W, C]` tensor in one pass (`SparseToDense`; a scatter-max into zeros measured 1.5-2x
+    slower). The op count is kept low on purpose: at 10 objects each op's fixed cost, not the
+    arithmetic, is most of the time.
 
     Args: int_x, int_y, radii, sigmas `[N]` float64; labels `[N]` int32.
     Returns: `[H, W, C]` float32, the element-wise maximum of the objects' Gaussians per class.
@@ -85,21 +87,26 @@ def _window_heatmap(int_x: tf.Tensor, int_y: tf.Tensor, radii: tf.Tensor, sigmas
     x0, y0 = tf.maximum(cx - radius, 0), tf.maximum(cy - radius, 0)
     span_x = tf.maximum(tf.minimum(cx + radius, width - 1) - x0 + 1, 0)
     span_y = tf.maximum(tf.minimum(cy + radius, height - 1) - y0 + 1, 0)
+    widest = tf.reduce_max(tf.concat([span_x, span_y, [0]], axis=0))
+    offsets = tf.cast(tf.range(widest), tf.float64)[tf.newaxis, :]
+    two_sigma_sq = (2.0 * sigmas * sigmas)[:, tf.newaxis]
+
+    def factors(start, centre):  # [N, S] float32: the Gaussian along one axis of the window
+        delta = tf.cast(start, tf.float64)[:, tf.newaxis] + offsets - centre[:, tf.newaxis]
+        return tf.reshape(tf.cast(tf.exp(-(delta * delta) / two_sigma_sq), tf.float32), [-1])
+
     cells = span_x * span_y
     ends = tf.cumsum(cells)
     entry = tf.range(tf.reduce_sum(cells))  # [M] one entry per window cell
     owner = tf.searchsorted(ends, entry, side="right")  # the object of each entry
-    local = entry - tf.gather(ends - cells, owner)  # its place inside that window
-    owner_span_x = tf.gather(span_x, owner)
-    ys = tf.gather(y0, owner) + local // owner_span_x
-    xs = tf.gather(x0, owner) + local % owner_span_x
-    sigma = tf.gather(sigmas, owner)
-    two_sigma_sq = 2.0 * sigma * sigma
-    dx = tf.cast(xs, tf.float64) - tf.gather(int_x, owner)
-    dy = tf.cast(ys, tf.float64) - tf.gather(int_y, owner)
-    values = (tf.cast(tf.exp(-(dy * dy) / two_sigma_sq), tf.float32)
-              * tf.cast(tf.exp(-(dx * dx) / two_sigma_sq), tf.float32))
-    flat_index = (ys * width + xs) * num_classes + tf.gather(labels, owner)
+    per_object = tf.gather(tf.stack([span_x, ends - cells, x0, y0, labels], axis=1), owner)
+    row_length, first, left, top, label = tf.unstack(per_object, axis=1)
+    row, column = tf.math.floordiv(entry - first, row_length), tf.math.floormod(entry - first,
+                                                                              row_length)
+    table = owner * widest
+    values = (tf.gather(factors(y0, int_y), table + row)
+              * tf.gather(factors(x0, int_x), table + column))
+    flat_index = ((top + row) * width + left + column) * num_classes + label
     cell, which = tf.unique(flat_index)  # overlapping windows of one class share cells
     peak = tf.math.unsorted_segment_max(values, which, tf.size(cell))
     heatmap = tf.raw_ops.SparseToDense(sparse_indices=cell,
