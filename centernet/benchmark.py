@@ -20,6 +20,7 @@ from centernet.config import DOWN_RATIO, ModelConfig, RunConfig
 from centernet.data.pipeline import train_dataset
 from centernet.data.sources import build_source
 from centernet.data.targets import render_targets
+from centernet.engine.hardware import cpu_flags
 from centernet.evaluation.decode import decode
 from centernet.model import build_model
 
@@ -269,17 +270,14 @@ def forward_gflops(model_cfg: ModelConfig, num_classes: int) -> float:
 def machine() -> Dict[str, object]:
     """The CPU model, core count, the instruction-set flags that decide speed here (avx2,
     avx512f, avx512_bf16, amx), and the TensorFlow and Python versions."""
-    model, flags = platform.processor() or "unknown", set()
+    model = platform.processor() or "unknown"
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name":
-                    model = value.strip()
-                elif key.strip() == "flags":
-                    flags = set(value.split())
+            model = next((line.partition(":")[2].strip() for line in cpuinfo
+                          if line.partition(":")[0].strip() == "model name"), model)
     except OSError:
         pass
+    flags = cpu_flags()
     wanted = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
     return {"cpu": model, "cores": os.cpu_count(),
             "flags": {flag: flag in flags for flag in wanted},

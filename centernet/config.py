@@ -22,10 +22,13 @@ DATASET_SOURCES = ("shapes", "tfds", "voc_xml", "coco_json")
 PRETRAINED = ("imagenet",)
 PRETRAINED_BACKBONES = ("resnet50", "mobilenetv2")  # keras.applications ships their weights
 BACKBONES = ("resnet18", "resnet50", "mobilenetv2")
+NECKS = ("deconv", "shortcut")
+TARGET_KINDS = ("centernet", "ttfnet")
 LOSS_IMPLS = ("stable", "naive", "clamped", "per_image")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "step", "cosine")
-PRECISION_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
+PRECISION_POLICIES = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+JIT_CHOICES = ("auto", "true", "false")
 HEAD_DTYPES = ("float32", "compute")
 STRATEGIES = ("default",)
 NONFINITE_ACTIONS = ("stop", "skip")
@@ -118,10 +121,13 @@ class DatasetConfig:
 
 @dataclass
 class ModelConfig:
-    """Backbone, upsampling neck and heads. The output stride is always 4."""
+    """Backbone, upsampling neck and heads. The output stride is always 4. `neck`: `deconv`,
+    the original CenterNet's three deconvolutions from stride 32, or `shortcut`, the same with
+    TTFNet's shortcuts adding the backbone's stride-16, 8 and 4 features on the way up."""
 
     name: str = "resnet18"
     input_size: int = 512
+    neck: str = "deconv"
     neck_channels: List[int] = field(default_factory=lambda: [256, 128, 64])
     head_conv: int = 64
     heatmap_bias: float = -2.19
@@ -130,6 +136,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _choice("model.name", self.name, BACKBONES)
+        _choice("model.neck", self.neck, NECKS)
         if self.pretrained is not None:
             _choice("model.pretrained", self.pretrained, PRETRAINED)
             if self.name not in PRETRAINED_BACKBONES:
@@ -154,17 +161,29 @@ class TargetsConfig:
     the offset to the object's centre, so a peak decoded one cell off still gives the right
     centre. Both add many regression samples per image and speed up convergence.
     `clip_to_edge` clips boxes to the output grid's edge `W` rather than the original's last
-    cell `W - 1`, which shortens boxes at the right and bottom borders (see `render_targets`)."""
+    cell `W - 1`, which shortens boxes at the right and bottom borders (see `render_targets`).
+    `kind=ttfnet` renders TTFNet's targets instead (`render_ttf_targets`): an elliptical
+    heatmap `ttf_alpha` of the box's size, and the box regressed (GIoU, `loss.giou_weight`) by
+    every cell of a Gaussian `ttf_beta` of its size, weighted by that Gaussian."""
 
+    kind: str = "centernet"
     max_objects: int = 128
     min_overlap: float = 0.7
     dense_wh: bool = False
     dense_reg: bool = False
     clip_to_edge: bool = True
+    ttf_alpha: float = 0.54
+    ttf_beta: float = 0.54
 
     def __post_init__(self) -> None:
+        _choice("targets.kind", self.kind, TARGET_KINDS)
         _at_least("targets.max_objects", self.max_objects, 1)
         _in_range("targets.min_overlap", self.min_overlap, 0.0, 1.0, open_low=True)
+        _in_range("targets.ttf_alpha", self.ttf_alpha, 0.0, 1.0, open_low=True)
+        _in_range("targets.ttf_beta", self.ttf_beta, 0.0, 1.0, open_low=True)
+        if self.kind == "ttfnet" and (self.dense_wh or self.dense_reg):
+            _fail("targets.dense_wh/dense_reg", True, "apply to targets.kind=centernet only; "
+                  "targets.kind=ttfnet regresses boxes densely already")
 
 
 @dataclass
@@ -275,6 +294,15 @@ class PrecisionConfig:
         _choice("precision.heads", self.heads, HEAD_DTYPES)
 
     @property
+    def resolved_policy(self) -> str:
+        """The policy to use: `policy`, or for `auto` what `engine.hardware.choose_precision`
+        picks on this machine (bfloat16 only with native bfloat16 arithmetic)."""
+        if self.policy != "auto":
+            return self.policy
+        from centernet.engine.hardware import choose_precision, this_machine
+        return choose_precision(this_machine())[0]
+
+    @property
     def head_dtype(self) -> str | None:
         """`build_model`'s `head_dtype`: "float32", or None for the policy's compute dtype."""
         return "float32" if self.heads == "float32" else None
@@ -292,12 +320,15 @@ class DistributeConfig:
 class TrainConfig:
     """The loop. `lr` is the peak learning rate at `lr_reference_batch` images per step; with
     `scale_lr` the rate used is `lr * batch_size / lr_reference_batch` (linear scaling, as the
-    original CenterNet does from 1.25e-4 at batch 32). `jit_compile` compiles the train step
-    with XLA (1.3x faster for ResNet-18 on this project's 2-core CPU; see the README).
+    original CenterNet does from 1.25e-4 at batch 32). `jit_compile` (`true`, `false` or
+    `auto`: where it measured faster, `centernet/engine/hardware.py`) compiles the train step
+    with XLA.
 
     The run lasts `max_steps`, or `epochs` passes over the training split when set; the
     schedule spans that whole length. `stop_at_step` ends this invocation early (checkpointed,
-    resumable, schedule unchanged), e.g. to split a long run into time-boxed jobs."""
+    resumable, schedule unchanged), e.g. to split a long run into time-boxed jobs.
+    `ema_decay` keeps an exponential moving average of the weights (`centernet/engine/ema.py`)
+    that evaluation, the best checkpoint and the scripts use; null: none."""
 
     def total_steps(self, num_train_examples: int) -> int:
         """The run's length in steps: `max_steps`, or `epochs` worth of full batches."""
@@ -318,7 +349,8 @@ class TrainConfig:
     keep_checkpoints: int = 3
     eval_every: int = 0
     on_nonfinite: str = "stop"
-    jit_compile: bool = True
+    ema_decay: Optional[float] = None
+    jit_compile: str = "auto"
     progress_bar: bool = True
 
     def __post_init__(self) -> None:
@@ -336,6 +368,21 @@ class TrainConfig:
         _at_least("train.keep_checkpoints", self.keep_checkpoints, 1)
         _at_least("train.eval_every", self.eval_every, 0)
         _choice("train.on_nonfinite", self.on_nonfinite, NONFINITE_ACTIONS)
+        self.jit_compile = str(self.jit_compile).lower()
+        _choice("train.jit_compile", self.jit_compile, JIT_CHOICES)
+        if self.ema_decay is not None:
+            _in_range("train.ema_decay", self.ema_decay, 0.0, 1.0, open_low=True)
+            if self.ema_decay >= 1.0:
+                _fail("train.ema_decay", self.ema_decay, "must be < 1 (or null: no average)")
+
+    @property
+    def xla(self) -> bool:
+        """Whether the train step compiles with XLA: `jit_compile`, or for `auto` what
+        `engine.hardware.choose_jit` picks on this machine."""
+        if self.jit_compile != "auto":
+            return self.jit_compile == "true"
+        from centernet.engine.hardware import choose_jit, this_machine
+        return choose_jit(this_machine())[0]
 
     @property
     def peak_lr(self) -> float:

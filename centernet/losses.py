@@ -232,12 +232,21 @@ def giou_loss(wh: tf.Tensor, reg: tf.Tensor, ind: tf.Tensor, mask: tf.Tensor,
         flat = tf.reshape(tf.cast(dense, tf.float32), [batch, -1, 2])
         return tf.gather(flat, ind, batch_dims=1)
 
-    def corners(size: tf.Tensor, offset: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
-        half = tf.maximum(size, 0.0) / 2
-        return offset - half, offset + half
+    low, high = _corners(at_centres(wh), at_centres(reg))
+    t_low, t_high = _corners(tf.cast(wh_target, tf.float32), tf.cast(reg_target, tf.float32))
+    weights = tf.cast(mask, tf.float32)
+    giou = _giou(low, high, t_low, t_high)
+    return tf.reduce_sum((1 - giou) * weights) / (tf.reduce_sum(weights) + 1e-4)
 
-    low, high = corners(at_centres(wh), at_centres(reg))
-    t_low, t_high = corners(tf.cast(wh_target, tf.float32), tf.cast(reg_target, tf.float32))
+
+def _corners(size: tf.Tensor, offset: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+    """`(offset - size / 2, offset + size / 2)`, negative sizes counted as 0."""
+    half = tf.maximum(size, 0.0) / 2
+    return offset - half, offset + half
+
+
+def _giou(low: tf.Tensor, high: tf.Tensor, t_low: tf.Tensor, t_high: tf.Tensor) -> tf.Tensor:
+    """Generalised IoU (Rezatofighi et al. 2019) of boxes `[..., 2]` corners (x, y)."""
     area = tf.reduce_prod(high - low, axis=-1)
     t_area = tf.reduce_prod(t_high - t_low, axis=-1)
     inter = tf.reduce_prod(tf.maximum(tf.minimum(high, t_high) - tf.maximum(low, t_low), 0.0),
@@ -245,8 +254,36 @@ def giou_loss(wh: tf.Tensor, reg: tf.Tensor, ind: tf.Tensor, mask: tf.Tensor,
     union = area + t_area - inter
     hull = tf.reduce_prod(tf.maximum(high, t_high) - tf.minimum(low, t_low), axis=-1)
     eps = 1e-7
-    giou = inter / (union + eps) - (hull - union) / (hull + eps)
-    weights = tf.cast(mask, tf.float32)
+    return inter / (union + eps) - (hull - union) / (hull + eps)
+
+
+def dense_giou_loss(wh: tf.Tensor, reg: tf.Tensor, box_target: tf.Tensor,
+                    box_weight: tf.Tensor) -> tf.Tensor:
+    """TTFNet's box loss: GIoU of the box predicted at every weighted cell (`targets.kind=
+    ttfnet`, `render_ttf_targets`).
+
+    The box predicted at cell `(x, y)` is centred at `(x + reg_x, y + reg_y)` with size `wh`,
+    exactly what `decode` returns for a peak there.
+
+    Args:
+        wh, reg: `[B, H, W, 2]` predicted sizes and centre offsets (output pixels).
+        box_target: `[B, H, W, 4]` `x1, y1, x2, y2` each cell regresses (output pixels).
+        box_weight: `[B, H, W]` per-cell weight, 0 where a cell regresses nothing.
+
+    Returns:
+        float32 scalar `sum(w (1 - GIoU)) / (sum(w) + 1e-4)`, in `[0, 2]`.
+    """
+    shape = tf.shape(wh)
+    cells = tf.stack(tf.meshgrid(tf.range(shape[2], dtype=tf.float32),
+                                 tf.range(shape[1], dtype=tf.float32)), axis=-1)  # [H, W, 2]
+    low, high = _corners(tf.cast(wh, tf.float32), cells + tf.cast(reg, tf.float32))
+    box_target = tf.cast(box_target, tf.float32)
+    weights = tf.cast(box_weight, tf.float32)
+    # Cells with no box get their own prediction as target: GIoU 1, no loss, finite gradients.
+    covered = (weights > 0)[..., tf.newaxis]
+    t_low = tf.where(covered, box_target[..., :2], low)
+    t_high = tf.where(covered, box_target[..., 2:], high)
+    giou = _giou(low, high, t_low, t_high)
     return tf.reduce_sum((1 - giou) * weights) / (tf.reduce_sum(weights) + 1e-4)
 
 
@@ -270,8 +307,9 @@ def centernet_loss(outputs: Mapping[str, tf.Tensor], targets: Mapping[str, tf.Te
         targets: batched `render_targets` output (`heatmap`, `wh`, `reg`, `ind`, `mask`); when
             it holds `dense_wh` / `dense_reg` (`targets.dense_wh=true`, `targets.dense_reg=true`)
             the size / offset loss is `dense_l1_loss` weighted by `dense_mask`.
-        giou_weight: weight of `giou_loss` in the total; 0 (the original CenterNet) still
-            reports it, as a measure of how well the boxes fit.
+        giou_weight: weight of the GIoU loss in the total: `dense_giou_loss` when the targets
+            hold `box_target` (`targets.kind=ttfnet`), else `giou_loss` at the centre cells;
+            0 (the original CenterNet) still reports it, as a measure of how well boxes fit.
 
     Returns:
         dict of float32 scalars `loss` (weighted total), `heatmap`, `wh`, `offset`, `giou`.
@@ -280,8 +318,12 @@ def centernet_loss(outputs: Mapping[str, tf.Tensor], targets: Mapping[str, tf.Te
                       tf.float32)
     wh = _regression_loss(outputs, targets, "wh")
     offset = _regression_loss(outputs, targets, "reg")
-    giou = giou_loss(outputs["wh"], outputs["reg"], targets["ind"], targets["mask"],
-                     targets["wh"], targets["reg"])
+    if "box_target" in targets:
+        giou = dense_giou_loss(outputs["wh"], outputs["reg"], targets["box_target"],
+                               targets["box_weight"])
+    else:
+        giou = giou_loss(outputs["wh"], outputs["reg"], targets["ind"], targets["mask"],
+                         targets["wh"], targets["reg"])
     total = (heatmap_weight * heatmap + wh_weight * wh + offset_weight * offset
              + giou_weight * giou)
     return {"loss": total, "heatmap": heatmap, "wh": wh, "offset": offset, "giou": giou}

@@ -10,6 +10,12 @@
   coco-index    seconds to index a synthetic COCO file of --images images (default 100000)
   suite         every figure above in one process, as a table and as JSON (--out FILE.json;
                 the train-step options; overrides for the pipeline and evaluation data)
+  time-to-accuracy
+                train each of --recipes (default: centernet ttfnet) with the same overrides,
+                one scripts/train.py process each, and write a table and
+                time_to_accuracy.png of AP50 and AP against seconds and images seen into
+                --out (a directory; default outputs/time_to_accuracy). --runs NAME=DIR ...
+                reports existing run directories instead of training.
 
 Hydra-style overrides compose `configs/train.yaml`, e.g.
 `python scripts/benchmark.py pipeline model.input_size=512 train.batch_size=8`.
@@ -18,6 +24,7 @@ Hydra-style overrides compose `configs/train.yaml`, e.g.
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -48,8 +55,6 @@ SUITE_ROWS = [  # (key, what, unit)
 
 def run_suite(args) -> None:
     """`suite`: every figure, printed as a table and written to `--out`."""
-    import sys
-
     from centernet import benchmark
 
     cfg = composed(list(args.overrides) + [f"model.input_size={args.input_size}",
@@ -57,10 +62,8 @@ def run_suite(args) -> None:
     figures = benchmark.suite(cfg, args.model, args.input_size, args.batch_size, args.classes,
                               args.precision, args.jit,
                               progress=lambda stage: print(f"... {stage}", file=sys.stderr))
-    config, machine = figures["config"], figures["machine"]
-    flags = ", ".join(flag for flag, present in machine["flags"].items() if present) or "none"
-    print(f"{machine['cpu']}, {machine['cores']} cores ({flags}), TensorFlow "
-          f"{machine['tensorflow']}; {config['model']} {config['input_size']} px, batch "
+    config = figures["config"]
+    print(f"{machine_line(figures['machine'])}; {config['model']} {config['input_size']} px, batch "
           f"{config['batch_size']}, {config['classes']} classes, {config['precision']}"
           f"{', XLA' if config['jit_compile'] else ''}")
     width = max(len(what) for _, what, _ in SUITE_ROWS)
@@ -72,11 +75,44 @@ def run_suite(args) -> None:
         print(f"wrote {args.out}")
 
 
+def machine_line(machine=None) -> str:
+    """The CPU, its cores and speed-deciding flags, and TensorFlow, on one line (`machine`:
+    a `benchmark.machine()` dict, default this one)."""
+    from centernet import benchmark
+
+    machine = machine or benchmark.machine()
+    flags = ", ".join(flag for flag, present in machine["flags"].items() if present) or "none"
+    return (f"{machine['cpu']}, {machine['cores']} cores ({flags}), TensorFlow "
+            f"{machine['tensorflow']}")
+
+
+def run_time_to_accuracy(args) -> None:
+    """`time-to-accuracy`: train (or read) the recipes' runs, write the report."""
+    import shlex
+
+    from centernet.study import time_to_accuracy as tta
+
+    out = args.out or Path("outputs/time_to_accuracy")
+    if args.runs:
+        named = [entry.split("=", 1) for entry in args.runs]
+        bad = [entry for entry, parts in zip(args.runs, named) if len(parts) != 2]
+        if bad:
+            raise SystemExit(f"error: --runs takes NAME=DIR entries, got {bad[0]!r}")
+        curves = [tta.read_curve(name, Path(directory)) for name, directory in named]
+    else:
+        curves = [tta.train_recipe(recipe, args.overrides, out) for recipe in args.recipes]
+    command = "python scripts/benchmark.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    for path in tta.write_report(curves, out, command, machine_line()):
+        print(f"wrote {path}")
+    print(tta.markdown(curves, command, machine_line()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["pipeline", "targets", "train-step", "decode",
-                                         "focal", "evaluate", "coco-index", "suite"])
+                                         "focal", "evaluate", "coco-index", "suite",
+                                         "time-to-accuracy"])
     parser.add_argument("overrides", nargs="*", help="key=value config overrides")
     parser.add_argument("--objects", type=int, nargs="+", default=[10, 100])
     parser.add_argument("--model", default="resnet18")
@@ -88,7 +124,12 @@ def main() -> None:
     parser.add_argument("--output-size", type=int, default=128)
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--images", type=int, default=100_000)
-    parser.add_argument("--out", type=Path, help="suite: write the figures to this JSON file")
+    parser.add_argument("--out", type=Path, help="suite: write the figures to this JSON file; "
+                        "time-to-accuracy: the report's directory")
+    parser.add_argument("--recipes", nargs="+", default=["centernet", "ttfnet"],
+                        help="time-to-accuracy: the recipes to train")
+    parser.add_argument("--runs", nargs="+", metavar="NAME=DIR",
+                        help="time-to-accuracy: report these run directories, no training")
     args = parser.parse_intermixed_args()  # overrides may come before or after options
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from centernet import benchmark
@@ -96,6 +137,9 @@ def main() -> None:
 
     if args.what == "suite":
         run_suite(args)
+        return
+    if args.what == "time-to-accuracy":
+        run_time_to_accuracy(args)
         return
     if args.what == "pipeline":
         results = [benchmark.pipeline_throughput(composed(args.overrides))]

@@ -74,3 +74,36 @@ def test_missing_weights_file_is_named(tmp_path):
     config = ModelConfig(name="resnet18", input_size=64, weights=str(tmp_path / "nope.h5"))
     with pytest.raises(CheckpointError, match="nope.h5"):
         build_model(config, num_classes=2)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "mobilenetv2"])
+@pytest.mark.parametrize("size", [64, 96, 160])
+def test_shortcut_neck_output_shapes_for_every_backbone_and_input_size(name, size):
+    """model.neck=shortcut: the backbone's stride 16, 8 and 4 features join the upsampling,
+    and the heads stay at stride 4 for any input size that is a multiple of 32."""
+    model = build_model(ModelConfig(name=name, input_size=size, neck="shortcut",
+                                    neck_channels=[32, 24, 16], head_conv=8), num_classes=3)
+    out = _outputs(model, size, batch=1)
+    assert out["heatmap"].shape == (1, size // 4, size // 4, 3)
+    assert out["wh"].shape == out["reg"].shape == (1, size // 4, size // 4, 2)
+    for index, (filters, stride) in enumerate([(32, 16), (24, 8), (16, 4)], start=1):
+        shortcut = model.get_layer(f"neck_shortcut{index}")
+        assert shortcut.output.shape == (None, size // stride, size // stride, filters)
+
+
+def test_shortcut_neck_shares_the_backbone_weights_and_uses_the_finer_features():
+    """The pyramid is the backbone's own layers (same variables), and the output depends on
+    the stride-4 features: changing the first stage's weights changes it."""
+    cfg = ModelConfig(name="resnet18", input_size=64, neck="shortcut",
+                      neck_channels=[16, 16, 16], head_conv=8)
+    model = build_model(cfg, num_classes=2)
+    names = [w.path for w in model.weights]
+    assert len(names) == len(set(names))
+    deconv = build_model(ModelConfig(name="resnet18", input_size=64, neck_channels=[16, 16, 16],
+                                     head_conv=8), num_classes=2)
+    backbone_weights = {w.path for w in deconv.get_layer("resnet18").weights}
+    assert backbone_weights <= {w.path for w in model.get_layer("resnet18").weights}
+    before = _outputs(model, 64)["wh"].numpy()
+    kernel = model.get_layer("resnet18").get_layer("stage1_block2_2_conv").kernel
+    kernel.assign(kernel * 0.0)
+    assert not np.allclose(_outputs(model, 64)["wh"].numpy(), before)

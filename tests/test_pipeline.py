@@ -12,7 +12,7 @@ from centernet.data.augment import flip_horizontal
 from centernet.data.letterbox import letterbox_boxes, letterbox_image
 from centernet.data.pipeline import eval_dataset, train_dataset, train_example
 from centernet.data.sources import build_source, decode_record
-from centernet.data.targets import render_targets
+from centernet.data.targets import render_targets, render_ttf_targets
 from centernet.evaluation.decode import to_original_pixels
 from conftest import compose_config
 
@@ -65,11 +65,14 @@ def test_letterbox_keeps_aspect_and_maps_boxes_exactly():
     np.testing.assert_allclose(back.numpy()[0, 0], [30, 20, 90, 40], atol=1e-4)
 
 
-def test_pipeline_targets_come_from_the_letterboxed_boxes(smoke):
-    """Without augmentation, each example's targets equal render_targets of its boxes mapped by
-    the letterbox formula computed here in NumPy."""
+@pytest.mark.parametrize("kind", ["centernet", "ttfnet"])
+def test_pipeline_targets_come_from_the_letterboxed_boxes(smoke, kind):
+    """Without augmentation, each example's targets equal render_targets (render_ttf_targets
+    for targets.kind=ttfnet) of its boxes mapped by the letterbox formula computed here in
+    NumPy."""
     run, source = copy.deepcopy(smoke[0]), smoke[1]
     run.augment.flip = 0.0
+    run.targets.kind = kind
     record = next(iter(source.read(run.dataset.train_split)))
     example = decode_record(record)
     height, width = example["image"].shape[:2]
@@ -77,11 +80,14 @@ def test_pipeline_targets_come_from_the_letterboxed_boxes(smoke):
     pad = np.array([(run.model.input_size - round(width * scale)) // 2,
                     (run.model.input_size - round(height * scale)) // 2] * 2)
     boxes = example["boxes"].numpy() * scale + pad
-    expected = render_targets(boxes / DOWN_RATIO, example["labels"],
-                              run.model.input_size // DOWN_RATIO, source.num_classes,
-                              run.targets.max_objects)
+    render, keys = render_targets, ("heatmap", "wh", "reg", "ind", "mask")
+    if kind == "ttfnet":
+        render, keys = render_ttf_targets, keys + ("box_target", "box_weight")
+    expected = render(boxes / DOWN_RATIO, example["labels"],
+                      run.model.input_size // DOWN_RATIO, source.num_classes,
+                      run.targets.max_objects, clip_to_edge=run.targets.clip_to_edge)
     produced = train_example(record, tf.constant([0, 0], tf.int64), run, source.num_classes)
-    for key in ("heatmap", "wh", "reg", "ind", "mask"):
+    for key in keys:
         np.testing.assert_allclose(produced[key].numpy(), expected[key].numpy(), atol=1e-5)
 
 

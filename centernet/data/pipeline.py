@@ -18,7 +18,7 @@ from centernet.config import DOWN_RATIO, RunConfig
 from centernet.data.augment import augment
 from centernet.data.letterbox import letterbox_boxes, letterbox_image
 from centernet.data.sources import Source, decode_record
-from centernet.data.targets import render_targets
+from centernet.data.targets import render_targets, render_ttf_targets
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -37,18 +37,21 @@ def train_example(record: Dict[str, tf.Tensor], seed: tf.Tensor, cfg: RunConfig,
     (no resize, no padding, boxes unchanged).
 
     Returns:
-        `image` `[S, S, 3]` uint8 and the `render_targets` outputs at `S / 4`.
+        `image` `[S, S, 3]` uint8 and the `render_targets` (or, with `targets.kind=ttfnet`,
+        `render_ttf_targets`) outputs at `S / 4`.
     """
     example = augment(decode_record(record), cfg.augment, seed, cfg.model.input_size)
     image, params = letterbox_image(example["image"], cfg.model.input_size)
     boxes = letterbox_boxes(example["boxes"], params) / DOWN_RATIO
     trained = tf.logical_not(example["is_crowd"])
-    targets = render_targets(tf.boolean_mask(boxes, trained),
-                             tf.boolean_mask(example["labels"], trained),
-                             cfg.model.input_size // DOWN_RATIO, num_classes,
-                             cfg.targets.max_objects, cfg.targets.min_overlap,
-                             cfg.targets.dense_wh, cfg.targets.dense_reg,
-                             cfg.targets.clip_to_edge)
+    boxes, labels = tf.boolean_mask(boxes, trained), tf.boolean_mask(example["labels"], trained)
+    output_size, t = cfg.model.input_size // DOWN_RATIO, cfg.targets
+    if t.kind == "ttfnet":
+        targets = render_ttf_targets(boxes, labels, output_size, num_classes, t.max_objects,
+                                     t.ttf_alpha, t.ttf_beta, DOWN_RATIO, t.clip_to_edge)
+    else:
+        targets = render_targets(boxes, labels, output_size, num_classes, t.max_objects,
+                                 t.min_overlap, t.dense_wh, t.dense_reg, t.clip_to_edge)
     return {"image": image, **targets}
 
 

@@ -8,7 +8,7 @@ integer centres and radii match a float64 reference exactly, the heatmap in floa
 
 from __future__ import annotations
 
-from typing import Dict, Sequence, Tuple, Union
+from typing import Dict, NamedTuple, Sequence, Tuple, Union
 
 import tensorflow as tf
 
@@ -64,12 +64,13 @@ def _gaussian_1d(coords: tf.Tensor, centres: tf.Tensor, radii: tf.Tensor,
     return tf.cast(tf.where(inside, values, tf.zeros_like(values)), tf.float32)
 
 
-def _window_heatmap(int_x: tf.Tensor, int_y: tf.Tensor, radii: tf.Tensor, sigmas: tf.Tensor,
-                    labels: tf.Tensor, height: int, width: int, num_classes: int) -> tf.Tensor:
+def _window_heatmap(int_x: tf.Tensor, int_y: tf.Tensor, radii: Tuple[tf.Tensor, tf.Tensor],
+                    sigmas: Tuple[tf.Tensor, tf.Tensor], labels: tf.Tensor, height: int,
+                    width: int, num_classes: int) -> tf.Tensor:
     """The class heatmap from each object's Gaussian window alone.
 
-    Object `n` covers the cells `|x - int_x[n]| <= radii[n]`, `|y - int_y[n]| <= radii[n]`
-    inside the grid with `exp(-dy^2 / 2 sigma^2) * exp(-dx^2 / 2 sigma^2)`: each factor in
+    Object `n` covers the cells `|x - int_x[n]| <= radius_x[n]`, `|y - int_y[n]| <= radius_y[n]`
+    inside the grid with `exp(-dy^2 / 2 sigma_y^2) * exp(-dx^2 / 2 sigma_x^2)`: each factor in
     float64, cast to float32, multiplied in float32, as `_gaussian_1d` draws the full planes.
     The factors come from per-object tables `[N, S]` (S = the widest window); the windows'
     cells are laid out in one flat list of `M = sum of window areas` entries (not
@@ -79,20 +80,22 @@ def _window_heatmap(int_x: tf.Tensor, int_y: tf.Tensor, radii: tf.Tensor, sigmas
     slower). The op count is kept low on purpose: at 10 objects each op's fixed cost, not the
     arithmetic, is most of the time.
 
-    Args: int_x, int_y, radii, sigmas `[N]` float64; labels `[N]` int32.
+    Args: int_x, int_y `[N]` float64; radii and sigmas `(x, y)` pairs of `[N]` float64 (the
+        same tensor twice for a round Gaussian); labels `[N]` int32.
     Returns: `[H, W, C]` float32, the element-wise maximum of the objects' Gaussians per class.
     """
-    radius = tf.cast(radii, tf.int32)
+    (radius_x, radius_y), (sigma_x, sigma_y) = radii, sigmas
     cx, cy = tf.cast(int_x, tf.int32), tf.cast(int_y, tf.int32)
-    x0, y0 = tf.maximum(cx - radius, 0), tf.maximum(cy - radius, 0)
-    span_x = tf.maximum(tf.minimum(cx + radius, width - 1) - x0 + 1, 0)
-    span_y = tf.maximum(tf.minimum(cy + radius, height - 1) - y0 + 1, 0)
+    rx, ry = tf.cast(radius_x, tf.int32), tf.cast(radius_y, tf.int32)
+    x0, y0 = tf.maximum(cx - rx, 0), tf.maximum(cy - ry, 0)
+    span_x = tf.maximum(tf.minimum(cx + rx, width - 1) - x0 + 1, 0)
+    span_y = tf.maximum(tf.minimum(cy + ry, height - 1) - y0 + 1, 0)
     widest = tf.reduce_max(tf.concat([span_x, span_y, [0]], axis=0))
     offsets = tf.cast(tf.range(widest), tf.float64)[tf.newaxis, :]
-    two_sigma_sq = (2.0 * sigmas * sigmas)[:, tf.newaxis]
 
-    def factors(start, centre):  # [N, S] float32: the Gaussian along one axis of the window
+    def factors(start, centre, sigma):  # [N, S] float32: the Gaussian along one window axis
         delta = tf.cast(start, tf.float64)[:, tf.newaxis] + offsets - centre[:, tf.newaxis]
+        two_sigma_sq = (2.0 * sigma * sigma)[:, tf.newaxis]
         return tf.reshape(tf.cast(tf.exp(-(delta * delta) / two_sigma_sq), tf.float32), [-1])
 
     cells = span_x * span_y
@@ -104,8 +107,8 @@ def _window_heatmap(int_x: tf.Tensor, int_y: tf.Tensor, radii: tf.Tensor, sigmas
     row, column = tf.math.floordiv(entry - first, row_length), tf.math.floormod(entry - first,
                                                                               row_length)
     table = owner * widest
-    values = (tf.gather(factors(y0, int_y), table + row)
-              * tf.gather(factors(x0, int_x), table + column))
+    values = (tf.gather(factors(y0, int_y, sigma_y), table + row)
+              * tf.gather(factors(x0, int_x, sigma_x), table + column))
     flat_index = ((top + row) * width + left + column) * num_classes + label
     cell, which = tf.unique(flat_index)  # overlapping windows of one class share cells
     peak = tf.math.unsorted_segment_max(values, which, tf.size(cell))
@@ -159,6 +162,47 @@ def render_targets(boxes, labels, output_size: OutputSize, num_classes: int, max
         weight.
     """
     height, width = _output_hw(output_size)
+    objects = _kept_objects(boxes, labels, height, width, num_classes, max_objects,
+                            clip_to_edge)
+    box_w, box_h = objects.x2 - objects.x1, objects.y2 - objects.y1
+    radii = tf.maximum(tf.floor(gaussian_radius(tf.math.ceil(box_h), tf.math.ceil(box_w),
+                                                min_overlap)), 0.0)
+    sigmas = (2 * radii + 1) / 6
+    heatmap = _window_heatmap(objects.int_x, objects.int_y, (radii, radii), (sigmas, sigmas),
+                              objects.labels, height, width, num_classes)
+    centre = _centre_targets(objects, width, max_objects)
+    dense = {}
+    if dense_wh or dense_reg:
+        gauss_x = _gaussian_1d(tf.range(width, dtype=tf.float64), objects.int_x, radii, sigmas)
+        gauss_y = _gaussian_1d(tf.range(height, dtype=tf.float64), objects.int_y, radii, sigmas)
+        per_object = gauss_y[:, :, tf.newaxis] * gauss_x[:, tf.newaxis, :]  # [N, H, W]
+        wh = tf.cast(tf.stack([box_w, box_h], axis=1), tf.float32)
+        dense = _dense_targets(per_object, wh, objects.centre_x, objects.centre_y, dense_wh,
+                               dense_reg)
+    return {"heatmap": tf.ensure_shape(heatmap, [height, width, num_classes]), **centre,
+            **dense}
+
+
+class _Objects(NamedTuple):
+    """The boxes that get targets, clipped, in float64 output pixels (`[N]` each), with their
+    labels `[N]` int32, integer centres and the count of boxes dropped for want of a slot."""
+
+    x1: tf.Tensor
+    y1: tf.Tensor
+    x2: tf.Tensor
+    y2: tf.Tensor
+    labels: tf.Tensor
+    centre_x: tf.Tensor
+    centre_y: tf.Tensor
+    int_x: tf.Tensor
+    int_y: tf.Tensor
+    num_dropped: tf.Tensor
+
+
+def _kept_objects(boxes, labels, height: int, width: int, num_classes: int, max_objects: int,
+                  clip_to_edge: bool) -> _Objects:
+    """Clip boxes to the grid (`W - 1`, or `W` with `clip_to_edge`), skip those without area,
+    keep the first `max_objects` (see `render_targets`)."""
     boxes = tf.reshape(tf.cast(boxes, tf.float64), [-1, 4])
     labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
     tf.debugging.assert_less(labels, num_classes, message="render_targets: label >= num_classes")
@@ -172,38 +216,96 @@ def render_targets(boxes, labels, output_size: OutputSize, num_classes: int, max
     valid = tf.where((x2 - x1 > 0) & (y2 - y1 > 0))[:, 0]
     num_dropped = tf.maximum(tf.size(valid, out_type=tf.int32) - max_objects, 0)
     kept = valid[:max_objects]
-
     x1, y1, x2, y2 = (tf.gather(v, kept) for v in (x1, y1, x2, y2))
-    kept_labels = tf.gather(labels, kept)
-    box_w, box_h = x2 - x1, y2 - y1
     centre_x, centre_y = (x1 + x2) / 2, (y1 + y2) / 2
-    int_x, int_y = tf.floor(centre_x), tf.floor(centre_y)
-    radii = tf.maximum(tf.floor(gaussian_radius(tf.math.ceil(box_h), tf.math.ceil(box_w),
-                                                min_overlap)), 0.0)
-    sigmas = (2 * radii + 1) / 6
+    return _Objects(x1, y1, x2, y2, tf.gather(labels, kept), centre_x, centre_y,
+                    tf.floor(centre_x), tf.floor(centre_y), num_dropped)
 
-    heatmap = _window_heatmap(int_x, int_y, radii, sigmas, kept_labels, height, width,
-                              num_classes)
 
-    wh = tf.cast(tf.stack([box_w, box_h], axis=1), tf.float32)
-    dense = {}
-    if dense_wh or dense_reg:
-        gauss_x = _gaussian_1d(tf.range(width, dtype=tf.float64), int_x, radii, sigmas)
-        gauss_y = _gaussian_1d(tf.range(height, dtype=tf.float64), int_y, radii, sigmas)
-        per_object = gauss_y[:, :, tf.newaxis] * gauss_x[:, tf.newaxis, :]  # [N, H, W]
-        dense = _dense_targets(per_object, wh, centre_x, centre_y, dense_wh, dense_reg)
-    reg = tf.cast(tf.stack([centre_x - int_x, centre_y - int_y], axis=1), tf.float32)
-    ind = tf.cast(int_y * width + int_x, tf.int32)
+def _centre_targets(objects: _Objects, width: int, max_objects: int) -> Dict[str, tf.Tensor]:
+    """`wh`, `reg`, `ind`, `mask` (padded to `max_objects` slots) and `num_dropped`."""
+    wh = tf.cast(tf.stack([objects.x2 - objects.x1, objects.y2 - objects.y1], axis=1),
+                 tf.float32)
+    reg = tf.cast(tf.stack([objects.centre_x - objects.int_x,
+                            objects.centre_y - objects.int_y], axis=1), tf.float32)
+    ind = tf.cast(objects.int_y * width + objects.int_x, tf.int32)
     mask = tf.ones_like(ind, dtype=tf.float32)
     return {
-        "heatmap": tf.ensure_shape(heatmap, [height, width, num_classes]),
         "wh": tf.ensure_shape(_pad_rows(wh, max_objects), [max_objects, 2]),
         "reg": tf.ensure_shape(_pad_rows(reg, max_objects), [max_objects, 2]),
         "ind": tf.ensure_shape(_pad_rows(ind, max_objects), [max_objects]),
         "mask": tf.ensure_shape(_pad_rows(mask, max_objects), [max_objects]),
-        "num_dropped": num_dropped,
-        **dense,
+        "num_dropped": objects.num_dropped,
     }
+
+
+def render_ttf_targets(boxes, labels, output_size: OutputSize, num_classes: int,
+                       max_objects: int, alpha: float = 0.54, beta: float = 0.54,
+                       stride: int = 4, clip_to_edge: bool = True) -> Dict[str, tf.Tensor]:
+    """One image's TTFNet targets (Liu et al., "Training-Time-Friendly Network for Real-Time
+    Object Detection", AAAI 2020, section 3): an elliptical heatmap and box regression from
+    every cell near each centre, Gaussian-weighted.
+
+    Boxes are clipped and kept exactly as in `render_targets`. For object `n` with size
+    `w x h` (output pixels) and integer centre `(cx, cy)`:
+
+    - heatmap: `exp(-dx^2 / 2 sx^2 - dy^2 / 2 sy^2)` with `rx = floor(alpha * w / 2)`,
+      `sx = (2 rx + 1) / 6` (likewise `ry`, `sy` from `h`), on `|dx| <= rx`, `|dy| <= ry`;
+      the maximum per class where objects overlap, exactly 1.0 at each centre.
+    - box regression: the same Gaussian with `beta` instead of `alpha` (`G_n`) marks the cells
+      that regress the object's box; a cell covered by several objects regresses the smallest
+      (a later object wins ties of area). Its weight is
+      `log(area_n) * G_n(cell) / sum over the grid of G_n`, `area_n` in input pixels
+      (`w h stride^2`), so each object's weights sum to the log of its area.
+
+    Args:
+        boxes, labels, output_size, num_classes, max_objects, clip_to_edge: as `render_targets`.
+        alpha, beta: the heatmap's and the regression region's size as a fraction of the box
+            (TTFNet's 0.54 for both).
+        stride: input pixels per output pixel, for the area in `log(area)`.
+
+    Returns:
+        dict with `heatmap` `[H, W, C]` float32; `wh`, `reg`, `ind`, `mask`, `num_dropped` as
+        `render_targets` returns them (the centre cells, for the centre losses and logs);
+        `box_target` `[H, W, 4]` float32 `x1, y1, x2, y2` (output pixels) of the box each
+        cell regresses, 0 where none; `box_weight` `[H, W]` float32, 0 where none.
+    """
+    height, width = _output_hw(output_size)
+    objects = _kept_objects(boxes, labels, height, width, num_classes, max_objects,
+                            clip_to_edge)
+    box_w, box_h = objects.x2 - objects.x1, objects.y2 - objects.y1
+
+    def axis_gaussian(fraction):  # radii and sigmas per axis, float64 [N]
+        radius_x, radius_y = tf.floor(fraction * box_w / 2), tf.floor(fraction * box_h / 2)
+        return (radius_x, radius_y), ((2 * radius_x + 1) / 6, (2 * radius_y + 1) / 6)
+
+    radii, sigmas = axis_gaussian(alpha)
+    heatmap = _window_heatmap(objects.int_x, objects.int_y, radii, sigmas, objects.labels,
+                              height, width, num_classes)
+    (radius_x, radius_y), (sigma_x, sigma_y) = axis_gaussian(beta)
+    gauss_x = _gaussian_1d(tf.range(width, dtype=tf.float64), objects.int_x, radius_x, sigma_x)
+    gauss_y = _gaussian_1d(tf.range(height, dtype=tf.float64), objects.int_y, radius_y, sigma_y)
+    per_object = gauss_y[:, :, tf.newaxis] * gauss_x[:, tf.newaxis, :]  # [N, H, W]
+    area = box_w * box_h * float(stride * stride)
+    # Plane 0 is an empty object, so that cells nobody covers (and N = 0) gather zeros.
+    planes = tf.concat([tf.zeros([1, height, width], tf.float32), per_object], axis=0)
+    # Rank 1 = the largest area (the earliest among equals): the highest rank covering a cell
+    # owns it, so smaller objects win and a later one wins a tie.
+    order = tf.concat([[0], tf.argsort(-area, stable=True) + 1], axis=0)
+    rank = tf.math.invert_permutation(order)  # rank of plane p; the empty plane has rank 0
+    owner_rank = tf.reduce_max(tf.where(planes > 0, rank[:, tf.newaxis, tf.newaxis], 0), axis=0)
+    owner = tf.gather(order, owner_rank)  # [H, W] plane index, 0 where nobody regresses
+    scale = tf.concat([[0.0], tf.cast(tf.math.log(area), tf.float32)
+                       / tf.reduce_sum(per_object, axis=[1, 2])], axis=0)  # [N + 1]
+    own_value = tf.gather(tf.reshape(tf.transpose(planes, [1, 2, 0]), [-1]),
+                          tf.reshape(owner, [-1]) + tf.range(height * width) * tf.shape(planes)[0])
+    box_weight = tf.reshape(own_value, [height, width]) * tf.gather(scale, owner)
+    corners = tf.cast(tf.stack([objects.x1, objects.y1, objects.x2, objects.y2], 1), tf.float32)
+    box_target = tf.gather(tf.concat([tf.zeros([1, 4]), corners], axis=0), owner)
+    return {"heatmap": tf.ensure_shape(heatmap, [height, width, num_classes]),
+            **_centre_targets(objects, width, max_objects),
+            "box_target": tf.ensure_shape(box_target, [height, width, 4]),
+            "box_weight": tf.ensure_shape(box_weight, [height, width])}
 
 
 def _dense_targets(per_object: tf.Tensor, wh: tf.Tensor, centre_x: tf.Tensor,

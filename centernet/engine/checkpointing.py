@@ -28,6 +28,7 @@ from centernet.config import RunConfig
 from centernet.errors import CheckpointError
 
 SPEC_FILE = "model_spec.json"
+SPEC_DEFAULTS = {"model.neck": "deconv"}  # what spec files written before a key existed meant
 BEST_FILE = "best.json"
 _CKPT_NAME = re.compile(r"^ckpt-(\d+)\.index$")
 
@@ -35,6 +36,7 @@ _CKPT_NAME = re.compile(r"^ckpt-(\d+)\.index$")
 def model_spec(cfg: RunConfig, num_classes: int) -> Dict[str, object]:
     """What a checkpoint must agree on to be loaded into a model built from `cfg`."""
     return {"model.name": cfg.model.name, "num_classes": num_classes,
+            "model.neck": cfg.model.neck,
             "model.neck_channels": list(cfg.model.neck_channels),
             "model.head_conv": cfg.model.head_conv}
 
@@ -77,7 +79,7 @@ def check_spec(prefix: Path, expected: Dict[str, object]) -> None:
     spec_path = _spec_path(prefix)
     if spec_path is None:
         return
-    saved = json.loads(spec_path.read_text())
+    saved = {**SPEC_DEFAULTS, **json.loads(spec_path.read_text())}
     differences = [f"{key}: checkpoint has {saved.get(key)!r}, config has {value!r}"
                    for key, value in expected.items() if saved.get(key) != value]
     if differences:

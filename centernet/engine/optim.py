@@ -71,6 +71,6 @@ def build_optimizer(cfg: OptimizerConfig, schedule: WarmupSchedule,
         optimizer = keras.optimizers.AdamW(**{**common, "weight_decay": cfg.weight_decay})
     else:
         optimizer = keras.optimizers.SGD(momentum=cfg.momentum, nesterov=cfg.nesterov, **common)
-    if precision.policy == "mixed_float16":
+    if precision.resolved_policy == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer

@@ -99,7 +99,8 @@ def run_classes(run_dir: Path, run: RunConfig):
 
 
 def load_model(run: RunConfig, checkpoint: Path, num_classes: int):
-    """Build the run's model and load `checkpoint` into it (model weights only).
+    """Build the run's model and load `checkpoint` into it (model weights only; the averaged
+    weights when the run kept them, `train.ema_decay`).
 
     Raises:
         CheckpointError: the checkpoint was trained for another model (says what differs).
@@ -108,13 +109,17 @@ def load_model(run: RunConfig, checkpoint: Path, num_classes: int):
     import tensorflow as tf
 
     from centernet.engine.checkpointing import model_spec, restore
+    from centernet.engine.ema import WeightAverage, ema_objects
     from centernet.model import build_model
 
-    keras.mixed_precision.set_global_policy(run.precision.policy)  # as training evaluated
+    keras.mixed_precision.set_global_policy(run.precision.resolved_policy)  # as in training
     model = build_model(run.model, num_classes, initial_weights=False,  # all from the checkpoint
                         head_dtype=run.precision.head_dtype)
-    restore(tf.train.Checkpoint(model=model), checkpoint, model_spec(run, num_classes),
-            full=False)
+    ema = WeightAverage(model, run.train.ema_decay) if run.train.ema_decay else None
+    restore(tf.train.Checkpoint(model=model, **ema_objects(ema)), checkpoint,
+            model_spec(run, num_classes), full=False)
+    if ema is not None:
+        ema.copy_to_model()
     return model
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
 import keras
 import numpy as np
@@ -27,6 +27,8 @@ from centernet.errors import NonFiniteLossError
 from centernet.evaluation.inference import SplitEvaluator
 from centernet.losses import CLAMP_EPS, centernet_loss, sigmoid_rounding_points
 from centernet.model import build_model
+from centernet.engine.ema import WeightAverage, ema_objects
+from centernet.engine.hardware import auto_choices
 from centernet.engine.optim import build_optimizer, build_schedule
 from centernet.engine.run_log import Progress, RunLog
 
@@ -39,12 +41,13 @@ def configure_runtime(cfg: RunConfig) -> tf.distribute.Strategy:
     """Seeds, the mixed-precision policy and the distribution strategy, before any model."""
     if cfg.train.seed is not None:
         keras.utils.set_random_seed(cfg.train.seed)
-    keras.mixed_precision.set_global_policy(cfg.precision.policy)
+    keras.mixed_precision.set_global_policy(cfg.precision.resolved_policy)
     return tf.distribute.get_strategy()
 
 
 def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer,
-                    cfg: RunConfig) -> Callable[[Dict[str, tf.Tensor]], Dict[str, tf.Tensor]]:
+                    cfg: RunConfig, ema: Optional[WeightAverage] = None
+                    ) -> Callable[[Dict[str, tf.Tensor]], Dict[str, tf.Tensor]]:
     """The compiled step. Returns the loss parts, `finite`, `applied`, `grads_finite`,
     `dropped_objects` and what the loss study reads off the heatmap logits (in their own
     dtype): `logits_min`, `logits_max`, `sigmoid_zero` and `sigmoid_one` (how many logits have
@@ -56,7 +59,7 @@ def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer,
     weights = model.trainable_variables
     statistics = model.non_trainable_variables
 
-    @tf.function(jit_compile=cfg.train.jit_compile)
+    @tf.function(jit_compile=cfg.train.xla)
     def train_step(batch):
         saved_statistics = [tf.identity(v) for v in statistics]
         with tf.GradientTape() as tape:
@@ -75,6 +78,8 @@ def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer,
 
         def apply():
             optimizer.apply_gradients(zip(grads, weights))
+            if ema is not None:
+                ema.update()
             return tf.constant(True)
 
         def discard():
@@ -176,9 +181,11 @@ class Trainer:
             self.step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             self.skipped = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped")
             self.best_ap = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_ap")
+            self.ema = (WeightAverage(self.model, cfg.train.ema_decay)
+                        if cfg.train.ema_decay else None)
         checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
                                          step=self.step_var, skipped=self.skipped,
-                                         best_ap=self.best_ap)
+                                         best_ap=self.best_ap, **ema_objects(self.ema))
         self.store = CheckpointStore(run_dir, checkpoint,
                                      model_spec(cfg, self.source.num_classes),
                                      cfg.train.keep_checkpoints)
@@ -188,12 +195,17 @@ class Trainer:
             fresh = build_model(cfg.model, self.source.num_classes, initial_weights=True,
                                 head_dtype=cfg.precision.head_dtype)
             self.model.set_weights(fresh.get_weights())
+            if self.ema is not None:
+                self.ema.restart()
         self.step = int(self.step_var.numpy())
         self.log = RunLog(run_dir, self.step)
         last_eval = self.log.last("eval")
         self.last_eval_step = last_eval["step"] if last_eval else -1
+        # Training wall-clock seconds (input pipeline included, evaluation excluded) so far,
+        # carried over a resume from the last evaluation: the time axis of time-to-accuracy.
+        self.train_seconds = float((last_eval or {}).get("train_seconds", 0.0))
         self.evaluate = SplitEvaluator(self.model, self.source, cfg)
-        self.train_step = make_train_step(self.model, self.optimizer, cfg)
+        self.train_step = make_train_step(self.model, self.optimizer, cfg, self.ema)
         self.logits_dtype = keras.backend.standardize_dtype(
             self.model.get_layer("heatmap_out").compute_dtype)
         self.window: list = []
@@ -216,7 +228,10 @@ class Trainer:
             f"training {self.model.name} on {cfg.dataset.name} ({self.source.num_classes} "
             f"classes) for {self.total_steps} steps, batch {cfg.train.batch_size}, peak lr "
             f"{cfg.train.peak_lr:.3g}, loss={cfg.loss.impl}, run dir {self.run_dir}")
+        for line in auto_choices(cfg.precision.policy, cfg.train.jit_compile):
+            progress.message(line)
         batches = iter(train_dataset(self.source, cfg, self.step))
+        self.step_started = time.perf_counter()
         try:
             while self.step < self.end_step:
                 self.run_step(next(batches))
@@ -235,6 +250,9 @@ class Trainer:
     def run_step(self, batch: Dict[str, tf.Tensor]) -> None:
         """One compiled step; a non-finite one stops the run or is counted as skipped."""
         values = {k: v.numpy() for k, v in self.train_step(batch).items()}
+        now = time.perf_counter()
+        self.train_seconds += now - self.step_started
+        self.step_started = now
         self.step += 1
         self.step_var.assign(self.step)
         if values["applied"]:
@@ -287,9 +305,16 @@ class Trainer:
         self.window, self.window_start = [], time.perf_counter()
 
     def run_evaluation(self) -> Dict[str, float]:
-        """COCO-evaluate the validation split, log it, and keep the best checkpoint by AP."""
-        metrics = self.evaluate()
-        self.log.write("eval", self.step, metrics)
+        """COCO-evaluate the validation split (with the averaged weights under
+        `train.ema_decay`), log it, and keep the best checkpoint by AP."""
+        if self.ema is None:
+            metrics = self.evaluate()
+        else:
+            with self.ema.applied():
+                metrics = self.evaluate()
+        self.log.write("eval", self.step, {
+            **metrics, "train_seconds": self.train_seconds,
+            "images_seen": self.step * self.cfg.train.batch_size})
         self.last_eval_step = self.step
         self.progress.show(**{k: metrics[k] for k in SUMMARY_METRICS})
         self.progress.message(f"step {self.step}: " + "  ".join(
@@ -298,6 +323,7 @@ class Trainer:
             self.best_ap.assign(metrics["AP"])
             self.store.save_best(self.step, metrics, self.model.variables)
         self.window_start = time.perf_counter()  # images/s measures training only
+        self.step_started = time.perf_counter()
         return metrics
 
 

@@ -77,10 +77,18 @@ def resnet18(inputs, pretrained: Optional[str] = None) -> keras.Model:
     return keras.Model(inputs, x, name="resnet18")
 
 
+def _preprocess_resnet50(x):
+    return keras.applications.resnet.preprocess_input(x)
+
+
+def _preprocess_mobilenetv2(x):
+    return keras.applications.mobilenet_v2.preprocess_input(x)
+
+
 def resnet50(inputs, pretrained: Optional[str] = None) -> keras.Model:
     """keras.applications ResNet-50 (caffe-style `preprocess_input`), `pretrained` weights
     ("imagenet" or None) fetched by Keras."""
-    x = keras.applications.resnet.preprocess_input(inputs)
+    x = _preprocess_resnet50(inputs)
     base = keras.applications.ResNet50(include_top=False, weights=pretrained,
                                        input_shape=tuple(inputs.shape[1:]))
     return keras.Model(inputs, base(x), name="resnet50")
@@ -90,7 +98,7 @@ def mobilenetv2(inputs, pretrained: Optional[str] = None) -> keras.Model:
     """keras.applications MobileNetV2 (inputs scaled to [-1, 1]), `pretrained` weights
     ("imagenet" or None) fetched by Keras. Without a classifier the weights fit any input
     size; at sizes ImageNet models were not trained at, Keras takes the 224 px ones."""
-    x = keras.applications.mobilenet_v2.preprocess_input(inputs)
+    x = _preprocess_mobilenetv2(inputs)
     size = inputs.shape[1]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*will be loaded as the default")
@@ -101,3 +109,27 @@ def mobilenetv2(inputs, pretrained: Optional[str] = None) -> keras.Model:
 
 
 BACKBONE_BUILDERS = {"resnet18": resnet18, "resnet50": resnet50, "mobilenetv2": mobilenetv2}
+
+# The layers whose outputs are each backbone's stride 4, 8, 16 and 32 features (the last
+# layer at each resolution; MobileNetV2's are its inverted-residual sums).
+FEATURE_TAPS = {
+    "resnet18": ("stage1_block2_out", "stage2_block2_out", "stage3_block2_out",
+                 "stage4_block2_out"),
+    "resnet50": ("conv2_block3_out", "conv3_block4_out", "conv4_block6_out", "conv5_block3_out"),
+    "mobilenetv2": ("block_2_add", "block_5_add", "block_12_add", "out_relu"),
+}
+_PREPROCESS = {"resnet50": _preprocess_resnet50, "mobilenetv2": _preprocess_mobilenetv2}
+
+
+def feature_pyramid(backbone: keras.Model, name: str) -> keras.Model:
+    """A model sharing `backbone`'s layers (and weights) that returns its stride 4, 8, 16 and
+    32 feature maps, `[B, S/4, S/4, c2]` ... `[B, S/32, S/32, c5]`, for necks with shortcuts.
+    Named like the backbone, so `model.get_layer(name)` finds it either way."""
+    nested = [layer for layer in backbone.layers if isinstance(layer, keras.Model)]
+    inner = nested[0] if nested else backbone
+    taps = keras.Model(inner.inputs, [inner.get_layer(tap).output for tap in FEATURE_TAPS[name]],
+                       name=inner.name)
+    if not nested:
+        return taps
+    image = backbone.inputs[0]
+    return keras.Model(image, taps(_PREPROCESS[name](image)), name=backbone.name)

@@ -1,4 +1,4 @@
-"""`build_model(cfg, num_classes)`: backbone -> upsampling neck -> CenterNet heads.
+"""`build_model(cfg, num_classes)`: backbone -> upsampling neck (`model.neck`) -> CenterNet heads.
 
 The model takes `[B, S, S, 3]` uint8 (or float `[0, 255]`) RGB images and returns a dict of
 float32 tensors at stride 4 (`S / 4`): `heatmap` `[B, S/4, S/4, C]` class logits, `wh`
@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import traceback
+from typing import Sequence
 
 import keras
 from keras import layers
@@ -22,17 +23,39 @@ from keras import layers
 from centernet.config import ModelConfig
 from centernet.errors import CheckpointError
 from centernet.model.backbones import (BACKBONE_BUILDERS, BN_EPSILON, BN_MOMENTUM,
-                                       imagenet_weights_file)
+                                       feature_pyramid, imagenet_weights_file)
+
+
+def _upsample(x, filters: int, index: int):
+    """A 4x4 stride-2 transposed conv, BN, ReLU: twice the resolution."""
+    x = layers.Conv2DTranspose(filters, 4, strides=2, padding="same", use_bias=False,
+                               kernel_initializer="he_normal", name=f"neck_deconv{index}")(x)
+    x = layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM,
+                                  name=f"neck_bn{index}")(x)
+    return layers.ReLU(name=f"neck_relu{index}")(x)
 
 
 def upsampling_neck(x, channels):
-    """Three 4x4 stride-2 transposed convs (BN, ReLU): stride 32 -> stride 4."""
+    """The original CenterNet's: three upsamplings from stride 32 to stride 4 (`model.neck=
+    deconv`). `x`: `[B, S/32, S/32, c]` -> `[B, S/4, S/4, channels[-1]]`."""
     for index, filters in enumerate(channels, start=1):
-        x = layers.Conv2DTranspose(filters, 4, strides=2, padding="same", use_bias=False,
-                                   kernel_initializer="he_normal", name=f"neck_deconv{index}")(x)
-        x = layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM,
-                                      name=f"neck_bn{index}")(x)
-        x = layers.ReLU(name=f"neck_relu{index}")(x)
+        x = _upsample(x, filters, index)
+    return x
+
+
+def shortcut_neck(features: Sequence, channels):
+    """TTFNet's (Liu et al. 2020) shortcuts (`model.neck=shortcut`): the same three
+    upsamplings, each followed by adding the backbone's feature map of the new stride (16, 8,
+    then 4) through a 3x3 conv, so the stride-4 output sees fine detail and semantics alike.
+
+    `features`: the backbone's `[B, S/4, S/4, c2]`, `S/8`, `S/16`, `S/32` maps (`feature_pyramid`)
+    -> `[B, S/4, S/4, channels[-1]]`."""
+    *finer, x = features
+    for index, (filters, skip) in enumerate(zip(channels, reversed(finer)), start=1):
+        x = _upsample(x, filters, index)
+        shortcut = layers.Conv2D(filters, 3, padding="same", kernel_initializer="he_normal",
+                                 name=f"neck_shortcut{index}")(skip)
+        x = layers.Add(name=f"neck_add{index}")([x, shortcut])
     return x
 
 
@@ -110,7 +133,10 @@ def build_model(cfg: ModelConfig, num_classes: int, initial_weights: bool = True
         backbone = BACKBONE_BUILDERS[cfg.name](backbone_inputs)
     if initial_weights and cfg.weights:
         _load_backbone_weights(backbone, cfg.weights)
-    features = upsampling_neck(backbone(image), cfg.neck_channels)
+    if cfg.neck == "shortcut":
+        features = shortcut_neck(feature_pyramid(backbone, cfg.name)(image), cfg.neck_channels)
+    else:
+        features = upsampling_neck(backbone(image), cfg.neck_channels)
     outputs = {
         "heatmap": head(features, "heatmap", num_classes, cfg.head_conv, cfg.heatmap_bias,
                         head_dtype),

@@ -64,15 +64,11 @@ def machine_supports(precision: str) -> bool:
     arithmetic (AVX512_BF16 or AMX on the CPU, or a GPU); float16 and float32 always run."""
     if precision != "mixed_bfloat16":
         return True
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from centernet.engine.hardware import (  # pylint: disable=import-outside-toplevel
+        choose_precision, this_machine)
 
-    if tf.config.list_physical_devices("GPU"):
-        return True
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
+    machine = this_machine()
+    return bool(machine.gpu_capabilities) or choose_precision(machine)[0] == precision
 
 
 def variants(base_precision: str, losses: Sequence[str] = LOSSES,

@@ -1,0 +1,85 @@
+"""`precision=auto` and `train.jit_compile=auto`: what is fastest on the machine a run starts on.
+
+The rules come from side-by-side measurements of the ResNet-18 train step (README, "Time to a
+good detector"):
+
+- bfloat16 only where the hardware computes in it natively: a CPU with AVX512-BF16 or AMX
+  (measured 1.2-1.7x over float32 there) or an NVIDIA GPU of compute capability 8.0 or later.
+  Elsewhere it is emulated and slow (measured 0.14x on an AMD EPYC without it), so float32.
+- XLA on a GPU, and on a CPU without AVX-512 (measured 1.2-1.25x on an AMD EPYC with AVX2);
+  not on a CPU with AVX-512, where TensorFlow's own oneDNN kernels beat XLA's (0.76-0.84x).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import FrozenSet, Tuple
+
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+@dataclass(frozen=True)
+class Machine:
+    """What the choices depend on: the CPU's feature flags (as `/proc/cpuinfo` names them)
+    and the compute capabilities `(major, minor)` of the visible GPUs."""
+
+    cpu_flags: FrozenSet[str]
+    gpu_capabilities: Tuple[Tuple[int, int], ...] = ()
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> FrozenSet[str]:
+    """The CPU's feature flags (empty where `/proc/cpuinfo` does not exist)."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def this_machine() -> Machine:
+    """The machine this process runs on."""
+    import tensorflow as tf
+
+    capabilities = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(gpu)
+        capabilities.append(tuple(details.get("compute_capability", (0, 0))))
+    return Machine(cpu_flags(), tuple(capabilities))
+
+
+def choose_precision(machine: Machine) -> Tuple[str, str]:
+    """`(policy, why)` for `precision.policy=auto`."""
+    if machine.gpu_capabilities:
+        if min(machine.gpu_capabilities) >= (8, 0):
+            return "mixed_bfloat16", "the GPU computes in bfloat16 (compute capability >= 8.0)"
+        return "float32", "the GPU has no bfloat16 units (compute capability < 8.0)"
+    native = [flag for flag in BF16_CPU_FLAGS if flag in machine.cpu_flags]
+    if native:
+        return "mixed_bfloat16", f"the CPU computes in bfloat16 ({', '.join(native)})"
+    return "float32", "the CPU has no bfloat16 units: no avx512_bf16 or amx_bf16"
+
+
+def choose_jit(machine: Machine) -> Tuple[bool, str]:
+    """`(use XLA, why)` for `train.jit_compile=auto`."""
+    if machine.gpu_capabilities:
+        return True, "XLA on a GPU"
+    if "avx512f" in machine.cpu_flags:
+        return False, "the CPU has AVX-512, where oneDNN's kernels beat XLA's"
+    return True, "the CPU has no AVX-512, where XLA measured faster"
+
+
+def auto_choices(policy: str, jit_compile: str, machine: Machine | None = None) -> list:
+    """One line per setting left to `auto`, saying what it picked and why."""
+    machine = machine or this_machine()
+    lines = []
+    if policy == "auto":
+        chosen, why = choose_precision(machine)
+        lines.append(f"precision=auto: {chosen} ({why})")
+    if jit_compile == "auto":
+        use_xla, why = choose_jit(machine)
+        lines.append(f"train.jit_compile=auto: XLA {'on' if use_xla else 'off'} ({why})")
+    return lines
