@@ -41,7 +41,7 @@ def ref_ttf(boxes, labels, size, num_classes, alpha=0.54, beta=0.54, stride=4):
         g = gaussian(beta)
         region = g > 0
         box_target[region] = b[i]
-        box_weight[region] = np.log(areas[i]) * g[region] / g.sum()
+        box_weight[region] = np.log(max(areas[i], 2.0)) * g[region] / g.sum()
     return heatmap, box_target, box_weight
 
 
@@ -51,6 +51,7 @@ CASES = {
         [[2.0, 2.0, 26.0, 26.0], [10.0, 11.0, 16.5, 17.0]], [0, 2]),
     "equal areas overlap, the later one wins": ([[4, 4, 14, 12], [6, 5, 16, 13]], [1, 1]),
     "tiny box: a one-cell region": ([[7.2, 7.1, 8.9, 8.6]], [0]),
+    "sub-pixel box: its weight stays positive": ([[7.2, 7.1, 7.4, 7.3]], [1]),
     "box over the edge, clipped": ([[-5.0, 20.0, 9.0, 40.0]], [2]),
     "degenerate box skipped": ([[5.0, 5.0, 5.0, 9.0], [1.0, 1.0, 9.0, 7.0]], [0, 1]),
     "no boxes": (np.zeros((0, 4)), []),

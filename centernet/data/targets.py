@@ -256,7 +256,8 @@ def render_ttf_targets(boxes, labels, output_size: OutputSize, num_classes: int,
       that regress the object's box; a cell covered by several objects regresses the smallest
       (a later object wins ties of area). Its weight is
       `log(area_n) * G_n(cell) / sum over the grid of G_n`, `area_n` in input pixels
-      (`w h stride^2`), so each object's weights sum to the log of its area.
+      (`w h stride^2`, at least 2 so that the weight stays positive), so each object's
+      weights sum to the log of its area.
 
     Args:
         boxes, labels, output_size, num_classes, max_objects, clip_to_edge: as `render_targets`.
@@ -295,8 +296,8 @@ def render_ttf_targets(boxes, labels, output_size: OutputSize, num_classes: int,
     rank = tf.math.invert_permutation(order)  # rank of plane p; the empty plane has rank 0
     owner_rank = tf.reduce_max(tf.where(planes > 0, rank[:, tf.newaxis, tf.newaxis], 0), axis=0)
     owner = tf.gather(order, owner_rank)  # [H, W] plane index, 0 where nobody regresses
-    scale = tf.concat([[0.0], tf.cast(tf.math.log(area), tf.float32)
-                       / tf.reduce_sum(per_object, axis=[1, 2])], axis=0)  # [N + 1]
+    log_area = tf.cast(tf.math.log(tf.maximum(area, 2.0)), tf.float32)  # > 0 for any box
+    scale = tf.concat([[0.0], log_area / tf.reduce_sum(per_object, axis=[1, 2])], 0)  # [N + 1]
     own_value = tf.gather(tf.reshape(tf.transpose(planes, [1, 2, 0]), [-1]),
                           tf.reshape(owner, [-1]) + tf.range(height * width) * tf.shape(planes)[0])
     box_weight = tf.reshape(own_value, [height, width]) * tf.gather(scale, owner)
