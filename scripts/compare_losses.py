@@ -88,7 +88,7 @@ def compare() -> dict:
     from centernet.study import comparison, numerics
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    chosen = comparison.variants(base.precision.policy, losses, precisions)
+    chosen = comparison.variants(base.precision.resolved_policy, losses, precisions)
     print(f"comparing {', '.join(v.name for v in chosen)} in {run_dir}", flush=True)
     rows = [comparison.run_variant(v, overrides, run_dir) for v in chosen]
     command = "python scripts/compare_losses.py " + shlex.join(sys.argv[1:])
