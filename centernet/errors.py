@@ -18,6 +18,10 @@ class CheckpointError(CenterNetError):
     """A checkpoint is missing, or does not match the model it should be loaded into."""
 
 
+class DamagedCheckpointError(CheckpointError):
+    """A checkpoint's files are missing, truncated or corrupt; the message names the file."""
+
+
 class NonFiniteLossError(CenterNetError):
     """Training produced a non-finite loss and `train.on_nonfinite=stop`."""
 

@@ -85,12 +85,16 @@ def test_nonfinite_stop_names_step_part_and_logit_range(tfds_dir, tmp_path):
 def test_stop_keeps_earlier_checkpoints_and_skip_continues(tfds_dir, tmp_path):
     """Train 5 good steps (checkpoint at 5), resume with the naive loss and a learning rate that
     blows the logits up: the CLI exits non-zero naming the step, ckpt-5 survives and is
-    finite. The same with on_nonfinite=skip runs to the end and counts the skipped steps."""
+    finite. The same with on_nonfinite=skip runs to the end and counts the skipped steps.
+    Resuming with another optimizer is refused, naming the checkpoint."""
     base = ["experiment=smoke", f"dataset.data_dir={tfds_dir}", f"hydra.run.dir={tmp_path}",
             "train.eval_every=0", "train.max_steps=14", "train.checkpoint_every=100"]
     first = run_script("train.py", *base, "train.stop_at_step=5")
     assert first.returncode == 0, first.stderr
-    blow_up = ["loss=naive", "optimizer=sgd", "train.lr=1e4", "train.scale_lr=false"]
+    other_optimizer = run_script("train.py", *base, "optimizer=sgd")
+    assert other_optimizer.returncode == 2, other_optimizer.stderr
+    assert "ckpt-5 cannot be loaded into this run's model and optimizer" in other_optimizer.stderr
+    blow_up = ["loss=naive", "train.lr=1e4", "train.scale_lr=false"]
     stopped = run_script("train.py", *base, *blow_up)
     assert stopped.returncode == 2, stopped.stderr
     assert "non-finite training step" in stopped.stderr and "Traceback" not in stopped.stderr

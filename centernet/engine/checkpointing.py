@@ -7,17 +7,22 @@ Layout under `<run_dir>/checkpoints/`:
     model_spec.json               backbone, classes and sizes the checkpoints were trained with
     best/ckpt-<step>.*            the checkpoint with the best validation AP so far
     best/best.json                its step and metrics
+    damaged/ckpt-<step>.*         checkpoints found damaged when resuming, moved aside (kept)
 
 A checkpoint's `.index` file is written last, so a run killed mid-save leaves at worst an
 incomplete newer checkpoint that restoring skips; the ones before it stay intact. Nothing
-non-finite is ever saved.
+non-finite is ever saved. Every restore first reads the whole checkpoint back
+(`verify_checkpoint`: index, every data shard, every tensor's checksum), so a truncated or
+corrupt file is named before any value is loaded from it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -25,12 +30,17 @@ import numpy as np
 import tensorflow as tf
 
 from centernet.config import RunConfig
-from centernet.errors import CheckpointError
+from centernet.errors import CheckpointError, DamagedCheckpointError
 
 SPEC_FILE = "model_spec.json"
 SPEC_DEFAULTS = {"model.neck": "deconv"}  # what spec files written before a key existed meant
 BEST_FILE = "best.json"
+DAMAGED_DIR = "damaged"
 _CKPT_NAME = re.compile(r"^ckpt-(\d+)\.index$")
+_SHARD_NAME = re.compile(r"\.data-(\d+)-of-(\d+)$")
+# What TensorFlow raises reading a damaged bundle: an OpError (checksum or format errors come
+# as DataLoss or plain OpError, a missing shard as NotFound), or IndexError for a short read.
+_READ_ERRORS = (tf.errors.OpError, IndexError)
 
 
 def model_spec(cfg: RunConfig, num_classes: int) -> Dict[str, object]:
@@ -60,6 +70,63 @@ def list_checkpoints(directory: Path) -> List[Path]:
 def checkpoint_step(prefix: Path) -> int:
     """The step a `ckpt-<step>` prefix was saved at."""
     return int(Path(prefix).name.split("-")[-1])
+
+
+def data_files(prefix: Path) -> List[Path]:
+    """The `.data-<i>-of-<n>` shard files a checkpoint should have, present or not (the count
+    from the shards found; one when none is)."""
+    prefix = Path(prefix)
+    found = [m for m in (_SHARD_NAME.search(p.name) for p in prefix.parent.glob(
+        f"{prefix.name}.data-*-of-*")) if m]
+    shards = max((int(m.group(2)) for m in found), default=1)
+    return [prefix.parent / f"{prefix.name}.data-{i:05d}-of-{shards:05d}" for i in range(shards)]
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]
+
+
+def verify_checkpoint(prefix: Path) -> None:
+    """Read the whole checkpoint `prefix` back: its index, every data shard and every tensor
+    (TensorFlow checks each tensor's CRC32C as it reads).
+
+    Raises:
+        DamagedCheckpointError: naming the unreadable or missing file and what is wrong.
+    """
+    prefix = Path(prefix)
+    index = Path(f"{prefix}.index")
+    if not index.is_file():
+        raise DamagedCheckpointError(f"checkpoint {prefix} is damaged: {index} is missing")
+    try:
+        reader = tf.train.load_checkpoint(str(prefix))
+    except _READ_ERRORS as error:
+        raise DamagedCheckpointError(f"checkpoint {prefix} is damaged: {index} cannot be read "
+                                     f"({_first_line(error)})") from error
+    shards = data_files(prefix)
+    missing = [str(path) for path in shards if not path.is_file()]
+    if missing:
+        raise DamagedCheckpointError(f"checkpoint {prefix} is damaged: data file "
+                                     f"{', '.join(missing)} is missing")
+    for name in reader.get_variable_to_shape_map():
+        try:
+            reader.get_tensor(name)
+        except _READ_ERRORS as error:
+            files = " or ".join(str(path) for path in shards)
+            raise DamagedCheckpointError(
+                f"checkpoint {prefix} is damaged: {files} is truncated or corrupt (reading "
+                f"{name}: {_first_line(error)})") from error
+
+
+def move_aside(prefix: Path) -> Path:
+    """Move a damaged checkpoint's files into `damaged/` beside it (kept for inspection, out
+    of the rotation that deletes old checkpoints); returns the new prefix."""
+    prefix = Path(prefix)
+    target = prefix.parent / DAMAGED_DIR
+    target.mkdir(exist_ok=True)
+    for path in prefix.parent.glob(f"{prefix.name}.*"):
+        shutil.move(str(path), str(target / path.name))
+    return target / prefix.name
 
 
 def _spec_path(prefix: Path) -> Optional[Path]:
@@ -94,8 +161,16 @@ def restore(checkpoint: tf.train.Checkpoint, prefix: Path, spec: Dict[str, objec
     Args:
         full: every saved value must be used (resuming); False loads just the objects
             `checkpoint` holds (e.g. the model alone for evaluation).
+
+    Raises:
+        DamagedCheckpointError: a file of the checkpoint is missing or unreadable (named);
+            nothing was loaded.
+        CheckpointError: the checkpoint holds another model, or (resuming) the state of
+            another optimizer.
     """
     check_spec(prefix, spec)
+    verify_checkpoint(prefix)
+    status = None
     try:
         status = checkpoint.restore(str(prefix))
         if full:
@@ -103,8 +178,13 @@ def restore(checkpoint: tf.train.Checkpoint, prefix: Path, spec: Dict[str, objec
         else:
             status.expect_partial().assert_existing_objects_matched()
     except (tf.errors.OpError, AssertionError, ValueError) as error:
-        raise CheckpointError(f"checkpoint {prefix} cannot be loaded into this model: "
-                              f"{str(error).splitlines()[0]}") from error
+        if status is not None:
+            status.expect_partial()  # no second report of the same values as warnings
+        what = ("this run's model and optimizer (resuming needs the optimizer it was trained "
+                "with; to start a new run from its weights, use another run directory)"
+                if full else "this model")
+        raise CheckpointError(f"checkpoint {prefix} cannot be loaded into {what}: "
+                              f"{_first_line(error)}") from error
 
 
 def all_finite(variables) -> bool:
@@ -129,22 +209,65 @@ class CheckpointStore:
         self.best_directory = self.directory / "best"
         self.checkpoint = checkpoint
         self.spec = spec
+        self.keep = keep
+        self.damaged_messages: List[str] = []  # what `restore_latest` skipped, to report
         self._latest = tf.train.CheckpointManager(checkpoint, str(self.directory),
                                                   max_to_keep=keep)
         self._best = tf.train.CheckpointManager(checkpoint, str(self.best_directory),
                                                 max_to_keep=1)
 
-    def restore_latest(self) -> Optional[Path]:
-        """Load the newest complete checkpoint; None when the run has none yet."""
+    def restore_latest(self, move_damaged: bool = True) -> Optional[Path]:
+        """Load the newest checkpoint that reads; None when there is none.
+
+        A damaged one is reported (in `damaged_messages`), moved into `damaged/` (never
+        deleted) and skipped, and the TensorFlow state file is rewritten without it, so the
+        rotation of old checkpoints never deletes a good checkpoint to keep a damaged one.
+        `move_damaged=False` (a worker that does not own the directory) only skips it.
+        """
+        damaged = []
+        restored = None
         for prefix in list_checkpoints(self.directory):
             try:
                 restore(self.checkpoint, prefix, self.spec)
-                return prefix
-            except CheckpointError as error:
-                if "does not match the model config" in str(error):
-                    raise
-                print(f"warning: skipping unreadable checkpoint {prefix}: {error}")
-        return None
+                restored = prefix
+                break
+            except DamagedCheckpointError as error:
+                if not move_damaged:
+                    self.damaged_messages.append(f"warning: {error}; skipped it")
+                    continue
+                moved = move_aside(prefix)
+                damaged.append(prefix)
+                self.damaged_messages.append(
+                    f"warning: {error}; moved it to {moved.parent}{os.sep} and skipped it")
+        if damaged:
+            self._forget(damaged)
+        return restored
+
+    def _forget(self, removed: List[Path]) -> None:
+        """Drop `removed` from TensorFlow's `checkpoint` state file (keeping the others' save
+        times, which decide what the rotation deletes) and rebuild the manager from it."""
+        state = tf.train.get_checkpoint_state(str(self.directory))
+        if state is None:
+            return
+        gone = {Path(p).name for p in removed}
+        entries = list(zip(state.all_model_checkpoint_paths,
+                           state.all_model_checkpoint_timestamps))
+        kept = [(p, t) for p, t in entries if Path(p).name not in gone]
+        if not kept:
+            (self.directory / "checkpoint").unlink(missing_ok=True)
+        else:
+            tf_logger = logging.getLogger("tensorflow")
+            level = tf_logger.level
+            tf_logger.setLevel(logging.ERROR)  # its deprecation notice: nothing a user can do
+            try:
+                tf.compat.v1.train.update_checkpoint_state(
+                    str(self.directory), kept[-1][0], [p for p, _ in kept],
+                    all_model_checkpoint_timestamps=[t for _, t in kept],
+                    last_preserved_timestamp=state.last_preserved_timestamp)
+            finally:
+                tf_logger.setLevel(level)
+        self._latest = tf.train.CheckpointManager(self.checkpoint, str(self.directory),
+                                                  max_to_keep=self.keep)
 
     def _write_spec(self) -> None:
         if not (self.directory / SPEC_FILE).exists():
