@@ -30,7 +30,7 @@ SCHEDULES = ("constant", "step", "cosine")
 PRECISION_POLICIES = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 JIT_CHOICES = ("auto", "true", "false")
 HEAD_DTYPES = ("float32", "compute")
-STRATEGIES = ("default",)
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 NONFINITE_ACTIONS = ("stop", "skip")
 DOWN_RATIO = 4
 
@@ -123,7 +123,9 @@ class DatasetConfig:
 class ModelConfig:
     """Backbone, upsampling neck and heads. The output stride is always 4. `neck`: `deconv`,
     the original CenterNet's three deconvolutions from stride 32, or `shortcut`, the same with
-    TTFNet's shortcuts adding the backbone's stride-16, 8 and 4 features on the way up."""
+    TTFNet's shortcuts adding the backbone's stride-16, 8 and 4 features on the way up.
+    `sync_bn`: BatchNormalization takes its batch statistics over all replicas of a
+    distributed run (the global batch) instead of each replica's own share."""
 
     name: str = "resnet18"
     input_size: int = 512
@@ -133,6 +135,7 @@ class ModelConfig:
     heatmap_bias: float = -2.19
     weights: Optional[str] = None
     pretrained: Optional[str] = None
+    sync_bn: bool = False
 
     def __post_init__(self) -> None:
         _choice("model.name", self.name, BACKBONES)
@@ -310,10 +313,19 @@ class PrecisionConfig:
 
 @dataclass
 class DistributeConfig:
+    """`strategy` (`centernet/engine/strategies.py`): `default` (one device), `mirrored` (the
+    visible GPUs, or `cpu_devices` logical CPU devices when set), `multi_worker` (cluster from
+    TF_CONFIG or Slurm) or `tpu`. `train.batch_size` is the global batch, split evenly between
+    the replicas. `worker_dir`: where a worker other than the chief writes what it must (its
+    copy of each checkpoint save, its log); null: a temporary directory removed at the end."""
+
     strategy: str = "default"
+    cpu_devices: int = 0
+    worker_dir: Optional[str] = None
 
     def __post_init__(self) -> None:
         _choice("distribute.strategy", self.strategy, STRATEGIES)
+        _at_least("distribute.cpu_devices", self.cpu_devices, 0)
 
 
 @dataclass
@@ -327,6 +339,11 @@ class TrainConfig:
     The run lasts `max_steps`, or `epochs` passes over the training split when set; the
     schedule spans that whole length. `stop_at_step` ends this invocation early (checkpointed,
     resumable, schedule unchanged), e.g. to split a long run into time-boxed jobs.
+    `deterministic` (needs `seed`): a run stopped at any checkpoint and resumed ends with the
+    same weights, bit for bit, as the run left alone. On one device the step is then compiled
+    with XLA, whose CPU code measured bit-exact from run to run where TensorFlow's own CPU
+    kernels did not (even under op determinism, which in turn cannot compile the max-pool
+    gradient with XLA); under a distributed strategy TensorFlow's op determinism is on.
     `ema_decay` keeps an exponential moving average of the weights (`centernet/engine/ema.py`)
     that evaluation, the best checkpoint and the scripts use; null: none."""
 
@@ -344,6 +361,7 @@ class TrainConfig:
     lr_reference_batch: int = 32
     scale_lr: bool = True
     seed: Optional[int] = 0
+    deterministic: bool = False
     log_every: int = 20
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
@@ -368,6 +386,11 @@ class TrainConfig:
         _at_least("train.keep_checkpoints", self.keep_checkpoints, 1)
         _at_least("train.eval_every", self.eval_every, 0)
         _choice("train.on_nonfinite", self.on_nonfinite, NONFINITE_ACTIONS)
+        if self.deterministic and self.seed is None:
+            _fail("train.deterministic", self.deterministic, "needs train.seed (an integer)")
+        if self.deterministic and self.jit_compile == "false":
+            _fail("train.jit_compile", self.jit_compile, "train.deterministic=true compiles the "
+                  "step with XLA (the deterministic path on one device): use auto or true")
         self.jit_compile = str(self.jit_compile).lower()
         _choice("train.jit_compile", self.jit_compile, JIT_CHOICES)
         if self.ema_decay is not None:
@@ -378,7 +401,9 @@ class TrainConfig:
     @property
     def xla(self) -> bool:
         """Whether the train step compiles with XLA: `jit_compile`, or for `auto` what
-        `engine.hardware.choose_jit` picks on this machine."""
+        `engine.hardware.choose_jit` picks on this machine; always with `deterministic`."""
+        if self.deterministic:
+            return True
         if self.jit_compile != "auto":
             return self.jit_compile == "true"
         from centernet.engine.hardware import choose_jit, this_machine

@@ -25,13 +25,30 @@ negatives teach nothing.
 from __future__ import annotations
 
 import functools
-from typing import Dict, Mapping, Tuple
+from typing import Callable, Dict, Mapping, Tuple
 
 import numpy as np
 import tensorflow as tf
 
 FOCAL_IMPLS = ("stable", "naive", "clamped", "per_image")
 CLAMP_EPS = 1e-4
+
+# Every loss divides a sum over the batch by a count (positives, used slots, weights, images).
+# In a distributed step each replica sees a share of the global batch; passing
+# `global_sum=replica_sum` makes every count the global one, so the replicas' losses (and
+# gradients) add up to exactly those of one device on the whole batch.
+GlobalSum = Callable[[tf.Tensor], tf.Tensor]
+
+
+def local_sum(count: tf.Tensor) -> tf.Tensor:
+    """One device: the batch's own count."""
+    return count
+
+
+def replica_sum(count: tf.Tensor) -> tf.Tensor:
+    """The count summed over all replicas (inside `strategy.run`); no gradient flows."""
+    context = tf.distribute.get_replica_context()
+    return tf.stop_gradient(context.all_reduce(tf.distribute.ReduceOp.SUM, count))
 
 
 @functools.lru_cache(maxsize=None)
@@ -141,7 +158,7 @@ def focal_terms(logits: tf.Tensor, heatmap: tf.Tensor, impl: str = "stable", alp
 
 
 def focal_loss(logits: tf.Tensor, heatmap: tf.Tensor, impl: str = "stable", alpha: float = 2.0,
-               beta: float = 4.0, num_positives: tf.Tensor | None = None) -> tf.Tensor:
+               beta: float = 4.0, global_sum: GlobalSum = local_sum) -> tf.Tensor:
     """Penalty-reduced pixel-wise focal loss, summed and divided by the number of positives.
 
     Args:
@@ -149,9 +166,9 @@ def focal_loss(logits: tf.Tensor, heatmap: tf.Tensor, impl: str = "stable", alph
         heatmap: `[B, H, W, C]` targets in `[0, 1]`; positives are exactly 1.
         impl: `stable`, `naive`, `clamped` or `per_image` (module docstring).
         alpha, beta: focal exponents (2 and 4 in CenterNet).
-        num_positives: the divisor; by default the positives in this batch. A distributed step
-            passes the global count so every replica normalises by the same number. Not used
-            by `per_image`, which divides each image by its own positives.
+        global_sum: how counts become the batch's counts (`local_sum`; `replica_sum` in a
+            distributed step, where the batch is every replica's share together): the
+            positives, or for `per_image` the number of images.
 
     Returns:
         scalar: the sum over the batch divided by the number of positives, or the sum alone
@@ -163,14 +180,15 @@ def focal_loss(logits: tf.Tensor, heatmap: tf.Tensor, impl: str = "stable", alph
     if impl == "per_image":
         per_image = tf.reduce_sum(pos_loss + neg_loss, axis=[1, 2, 3])
         positives = tf.reduce_sum(positive, axis=[1, 2, 3])
-        return tf.reduce_mean(tf.math.divide_no_nan(per_image, positives))
+        images = global_sum(tf.cast(tf.shape(per_image)[0], per_image.dtype))
+        return tf.reduce_sum(tf.math.divide_no_nan(per_image, positives)) / images
     total = tf.reduce_sum(pos_loss + neg_loss)
-    if num_positives is None:
-        num_positives = tf.reduce_sum(positive)
+    num_positives = global_sum(tf.reduce_sum(positive))
     return total / tf.maximum(tf.cast(num_positives, pos_loss.dtype), 1)
 
 
-def reg_l1_loss(pred: tf.Tensor, ind: tf.Tensor, mask: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+def reg_l1_loss(pred: tf.Tensor, ind: tf.Tensor, mask: tf.Tensor, target: tf.Tensor,
+                global_sum: GlobalSum = local_sum) -> tf.Tensor:
     """L1 between a dense regression map and targets at the objects' centre cells.
 
     Args:
@@ -189,10 +207,11 @@ def reg_l1_loss(pred: tf.Tensor, ind: tf.Tensor, mask: tf.Tensor, target: tf.Ten
     picked = tf.gather(flat, ind, batch_dims=1)
     weights = tf.cast(mask, tf.float32)[..., tf.newaxis]
     error = tf.reduce_sum(tf.abs(picked - tf.cast(target, tf.float32)) * weights)
-    return error / (tf.reduce_sum(weights) * 2 + 1e-4)
+    return error / (global_sum(tf.reduce_sum(weights)) * 2 + 1e-4)
 
 
-def dense_l1_loss(pred: tf.Tensor, target: tf.Tensor, weight: tf.Tensor) -> tf.Tensor:
+def dense_l1_loss(pred: tf.Tensor, target: tf.Tensor, weight: tf.Tensor,
+                  global_sum: GlobalSum = local_sum) -> tf.Tensor:
     """Heatmap-weighted L1 over every cell (the original CenterNet's `--dense_wh` loss).
 
     Args:
@@ -205,11 +224,12 @@ def dense_l1_loss(pred: tf.Tensor, target: tf.Tensor, weight: tf.Tensor) -> tf.T
     weights = tf.cast(weight, tf.float32)[..., tf.newaxis]
     error = tf.reduce_sum(tf.abs(tf.cast(pred, tf.float32) - tf.cast(target, tf.float32))
                           * weights)
-    return error / (tf.reduce_sum(weights) * 2 + 1e-4)
+    return error / (global_sum(tf.reduce_sum(weights)) * 2 + 1e-4)
 
 
 def giou_loss(wh: tf.Tensor, reg: tf.Tensor, ind: tf.Tensor, mask: tf.Tensor,
-              wh_target: tf.Tensor, reg_target: tf.Tensor) -> tf.Tensor:
+              wh_target: tf.Tensor, reg_target: tf.Tensor,
+              global_sum: GlobalSum = local_sum) -> tf.Tensor:
     """Generalised-IoU loss of the boxes predicted at the objects' centre cells.
 
     The box at a centre cell is `(offset - size / 2, offset + size / 2)` relative to the cell's
@@ -236,7 +256,7 @@ def giou_loss(wh: tf.Tensor, reg: tf.Tensor, ind: tf.Tensor, mask: tf.Tensor,
     t_low, t_high = _corners(tf.cast(wh_target, tf.float32), tf.cast(reg_target, tf.float32))
     weights = tf.cast(mask, tf.float32)
     giou = _giou(low, high, t_low, t_high)
-    return tf.reduce_sum((1 - giou) * weights) / (tf.reduce_sum(weights) + 1e-4)
+    return tf.reduce_sum((1 - giou) * weights) / (global_sum(tf.reduce_sum(weights)) + 1e-4)
 
 
 def _corners(size: tf.Tensor, offset: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
@@ -258,7 +278,7 @@ def _giou(low: tf.Tensor, high: tf.Tensor, t_low: tf.Tensor, t_high: tf.Tensor) 
 
 
 def dense_giou_loss(wh: tf.Tensor, reg: tf.Tensor, box_target: tf.Tensor,
-                    box_weight: tf.Tensor) -> tf.Tensor:
+                    box_weight: tf.Tensor, global_sum: GlobalSum = local_sum) -> tf.Tensor:
     """TTFNet's box loss: GIoU of the box predicted at every weighted cell (`targets.kind=
     ttfnet`, `render_ttf_targets`).
 
@@ -284,22 +304,23 @@ def dense_giou_loss(wh: tf.Tensor, reg: tf.Tensor, box_target: tf.Tensor,
     t_low = tf.where(covered, box_target[..., :2], low)
     t_high = tf.where(covered, box_target[..., 2:], high)
     giou = _giou(low, high, t_low, t_high)
-    return tf.reduce_sum((1 - giou) * weights) / (tf.reduce_sum(weights) + 1e-4)
+    return tf.reduce_sum((1 - giou) * weights) / (global_sum(tf.reduce_sum(weights)) + 1e-4)
 
 
 def _regression_loss(outputs: Mapping[str, tf.Tensor], targets: Mapping[str, tf.Tensor],
-                     key: str) -> tf.Tensor:
+                     key: str, global_sum: GlobalSum) -> tf.Tensor:
     """Dense L1 when the targets have `dense_<key>`, else L1 at the centre cells."""
     if f"dense_{key}" in targets:
-        return dense_l1_loss(outputs[key], targets[f"dense_{key}"], targets["dense_mask"])
-    return reg_l1_loss(outputs[key], targets["ind"], targets["mask"], targets[key])
+        return dense_l1_loss(outputs[key], targets[f"dense_{key}"], targets["dense_mask"],
+                             global_sum)
+    return reg_l1_loss(outputs[key], targets["ind"], targets["mask"], targets[key], global_sum)
 
 
 def centernet_loss(outputs: Mapping[str, tf.Tensor], targets: Mapping[str, tf.Tensor],
                    impl: str = "stable", alpha: float = 2.0, beta: float = 4.0,
                    heatmap_weight: float = 1.0, wh_weight: float = 0.1,
-                   offset_weight: float = 1.0, giou_weight: float = 0.0
-                   ) -> Dict[str, tf.Tensor]:
+                   offset_weight: float = 1.0, giou_weight: float = 0.0,
+                   global_sum: GlobalSum = local_sum) -> Dict[str, tf.Tensor]:
     """The weighted CenterNet loss and its parts.
 
     Args:
@@ -310,20 +331,22 @@ def centernet_loss(outputs: Mapping[str, tf.Tensor], targets: Mapping[str, tf.Te
         giou_weight: weight of the GIoU loss in the total: `dense_giou_loss` when the targets
             hold `box_target` (`targets.kind=ttfnet`), else `giou_loss` at the centre cells;
             0 (the original CenterNet) still reports it, as a measure of how well boxes fit.
+        global_sum: `replica_sum` in a distributed step (see `GlobalSum`); the parts are then
+            this replica's share, and the replicas' parts add up to the global batch's.
 
     Returns:
         dict of float32 scalars `loss` (weighted total), `heatmap`, `wh`, `offset`, `giou`.
     """
-    heatmap = tf.cast(focal_loss(outputs["heatmap"], targets["heatmap"], impl, alpha, beta),
-                      tf.float32)
-    wh = _regression_loss(outputs, targets, "wh")
-    offset = _regression_loss(outputs, targets, "reg")
+    heatmap = tf.cast(focal_loss(outputs["heatmap"], targets["heatmap"], impl, alpha, beta,
+                                 global_sum), tf.float32)
+    wh = _regression_loss(outputs, targets, "wh", global_sum)
+    offset = _regression_loss(outputs, targets, "reg", global_sum)
     if "box_target" in targets:
         giou = dense_giou_loss(outputs["wh"], outputs["reg"], targets["box_target"],
-                               targets["box_weight"])
+                               targets["box_weight"], global_sum)
     else:
         giou = giou_loss(outputs["wh"], outputs["reg"], targets["ind"], targets["mask"],
-                         targets["wh"], targets["reg"])
+                         targets["wh"], targets["reg"], global_sum)
     total = (heatmap_weight * heatmap + wh_weight * wh + offset_weight * offset
              + giou_weight * giou)
     return {"loss": total, "heatmap": heatmap, "wh": wh, "offset": offset, "giou": giou}

@@ -15,6 +15,15 @@ from hydra.core.global_hydra import GlobalHydra
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import tensorflow as tf  # noqa: E402
+
+# Two logical CPU devices for the `distribute=mirrored` tests: they can only be made before
+# TensorFlow initialises its devices. Everything else still runs on the first.
+LOGICAL_CPUS = 2
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0],
+    [tf.config.LogicalDeviceConfiguration() for _ in range(LOGICAL_CPUS)])
+
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"
 SHARED_DATASETS = ROOT.parent / "shared" / "datasets"

@@ -55,28 +55,39 @@ def train_example(record: Dict[str, tf.Tensor], seed: tf.Tensor, cfg: RunConfig,
     return {"image": image, **targets}
 
 
-def train_dataset(source: Source, cfg: RunConfig, start_step: int = 0) -> tf.data.Dataset:
+def train_dataset(source: Source, cfg: RunConfig, start_step: int = 0,
+                  batch_size: int | None = None, num_shards: int = 1,
+                  shard: int = 0) -> tf.data.Dataset:
     """Endless batches of `train_example`s from `cfg.dataset.train_split`.
 
     Args:
         source: the dataset.
         cfg: the run config (dataset, augment, model.input_size, targets, train).
         start_step: steps already trained; their examples are skipped.
+        batch_size: examples per batch (default `train.batch_size`); a distributed run passes
+            the per-replica batch, and its replicas on one worker take consecutive batches, so
+            one step sees the same examples as on one device.
+        num_shards, shard: a worker of a cluster reads every `num_shards`-th record from
+            `shard` on (its own share of the split).
     """
     seed = cfg.train.seed if cfg.train.seed is not None else random.randrange(2 ** 31)
+    batch_size = batch_size or cfg.train.batch_size
     records = source.read(cfg.dataset.train_split)
+    if num_shards > 1:
+        records = records.shard(num_shards, shard)
     if cfg.dataset.cache:
         records = records.cache()
     records = records.shuffle(cfg.dataset.shuffle_buffer, seed=seed,
                               reshuffle_each_iteration=True).repeat()
-    records = records.enumerate().skip(start_step * cfg.train.batch_size)
+    # Each worker (shard) takes 1 / num_shards of every global batch.
+    records = records.enumerate().skip(start_step * cfg.train.batch_size // num_shards)
 
     def to_example(index: tf.Tensor, record: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         example_seed = tf.stack([tf.constant(seed, tf.int64), index])
         return train_example(record, example_seed, cfg, source.num_classes)
 
     batches = (records.map(to_example, num_parallel_calls=AUTOTUNE)
-               .batch(cfg.train.batch_size, drop_remainder=True)
+               .batch(batch_size, drop_remainder=True)
                .prefetch(AUTOTUNE))
     return batches.with_options(_options(deterministic=cfg.train.seed is not None))
 

@@ -9,6 +9,8 @@ best checkpoint by AP, and saves the latest every `train.checkpoint_every` steps
 from __future__ import annotations
 
 import math
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Dict, Optional
@@ -25,11 +27,15 @@ from centernet.data.pipeline import train_dataset
 from centernet.data.sources import ClassMap, build_source, check_splits
 from centernet.errors import NonFiniteLossError
 from centernet.evaluation.inference import SplitEvaluator
-from centernet.losses import CLAMP_EPS, centernet_loss, sigmoid_rounding_points
+from centernet.losses import (CLAMP_EPS, centernet_loss, local_sum, replica_sum,
+                              sigmoid_rounding_points)
 from centernet.model import build_model
 from centernet.engine.ema import WeightAverage, ema_objects
 from centernet.engine.hardware import auto_choices
 from centernet.engine.optim import build_optimizer, build_schedule
+from centernet.engine.preemption import PreemptionWatch
+from centernet.engine.strategies import (DEFAULT_STRATEGY, build_strategy, is_chief,
+                                         is_distributed, per_replica_batch)
 from centernet.engine.run_log import Progress, RunLog
 
 LOSS_PARTS = ("loss", "heatmap", "wh", "offset", "giou")
@@ -38,70 +44,149 @@ DATA_REPORT = "data_report.json"
 
 
 def configure_runtime(cfg: RunConfig) -> tf.distribute.Strategy:
-    """Seeds, the mixed-precision policy and the distribution strategy, before any model."""
+    """The distribution strategy (first: logical CPU devices must precede any TensorFlow
+    work), determinism, seeds and the mixed-precision policy, before any model.
+
+    `train.deterministic`: on one device the step compiles with XLA (`TrainConfig.xla`),
+    which measured bit-exact; a distributed step cannot, and turns on op determinism."""
+    strategy = build_strategy(cfg.distribute)
+    if cfg.train.deterministic and is_distributed(strategy):
+        tf.config.experimental.enable_op_determinism()
+    seed_everything(cfg)
+    keras.mixed_precision.set_global_policy(cfg.precision.resolved_policy)
+    return strategy
+
+
+def seed_everything(cfg: RunConfig) -> None:
+    """Python, NumPy and TensorFlow seeds from `train.seed` (no-op without one). Called again
+    right before the model is built, so its initial weights do not depend on what ran before
+    (such as generating the dataset on a first run)."""
     if cfg.train.seed is not None:
         keras.utils.set_random_seed(cfg.train.seed)
-    keras.mixed_precision.set_global_policy(cfg.precision.resolved_policy)
-    return tf.distribute.get_strategy()
+
+
+# How each output of a replica's step combines over the replicas.
+_SUM = tf.distribute.ReduceOp.SUM
+_REDUCTIONS = {**{k: _SUM for k in LOSS_PARTS}, "sigmoid_zero": _SUM, "sigmoid_one": _SUM,
+               "dropped_objects": _SUM, "zero_grad_share": tf.distribute.ReduceOp.MEAN}
 
 
 def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer,
-                    cfg: RunConfig, ema: Optional[WeightAverage] = None
+                    cfg: RunConfig, ema: Optional[WeightAverage] = None,
+                    strategy: Optional[tf.distribute.Strategy] = None
                     ) -> Callable[[Dict[str, tf.Tensor]], Dict[str, tf.Tensor]]:
-    """The compiled step. Returns the loss parts, `finite`, `applied`, `grads_finite`,
-    `dropped_objects` and what the loss study reads off the heatmap logits (in their own
-    dtype): `logits_min`, `logits_max`, `sigmoid_zero` and `sigmoid_one` (how many logits have
-    a sigmoid of exactly 0 or 1) and `zero_grad_share` (the share of logits whose loss
-    gradient is exactly 0). A non-finite step changes nothing: no update, and the BatchNorm
-    statistics its forward pass touched are put back."""
+    """The compiled step, run on every replica of `strategy` (default: TensorFlow's default
+    strategy, one device).
+
+    Returns the loss parts, `finite`, `applied`, `grads_finite`, `dropped_objects` and what
+    the loss study reads off the heatmap logits (in their own dtype): `logits_min`,
+    `logits_max`, `sigmoid_zero` and `sigmoid_one` (how many logits have a sigmoid of exactly 0
+    or 1) and `zero_grad_share` (the share of logits whose loss gradient is exactly 0), each
+    over the global batch. A non-finite step changes nothing: no update, and the BatchNorm
+    statistics its forward pass touched are put back.
+
+    Under a distributed strategy every replica normalises its loss by the global counts
+    (`centernet.losses.replica_sum`) and the optimizer sums the replicas' gradients, so the
+    update equals one device's on the same global batch; whether a step is finite is decided
+    for all replicas together. `train.xla` applies on the default strategy only: XLA cannot
+    compile a step whose loss and BatchNorm all-reduce between replicas.
+    """
+    strategy = strategy or DEFAULT_STRATEGY
+    distributed = is_distributed(strategy)
     loss_cfg = cfg.loss
     scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
     weights = model.trainable_variables
     statistics = model.non_trainable_variables
+    global_sum = replica_sum if distributed else local_sum
 
-    @tf.function(jit_compile=cfg.train.xla)
-    def train_step(batch):
+    def forward_backward(batch):
         saved_statistics = [tf.identity(v) for v in statistics]
         with tf.GradientTape() as tape:
             outputs = model(batch["image"], training=True)
             parts = centernet_loss(outputs, batch, loss_cfg.impl, loss_cfg.alpha, loss_cfg.beta,
                                    loss_cfg.heatmap_weight, loss_cfg.wh_weight,
-                                   loss_cfg.offset_weight, loss_cfg.giou_weight)
+                                   loss_cfg.offset_weight, loss_cfg.giou_weight, global_sum)
             objective = optimizer.scale_loss(parts["loss"]) if scaled else parts["loss"]
         *grads, logit_grads = tape.gradient(objective, [*weights, outputs["heatmap"]])
-        loss_finite = tf.reduce_all([tf.math.is_finite(parts[k]) for k in LOSS_PARTS])
-        grads_finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads
-                                      if g is not None])
-        # Under float16 loss scaling, overflowing gradients are the LossScaleOptimizer's
-        # business (it lowers the scale and skips); the guard watches the loss.
-        finite = loss_finite if scaled else tf.logical_and(loss_finite, grads_finite)
-
-        def apply():
-            optimizer.apply_gradients(zip(grads, weights))
-            if ema is not None:
-                ema.update()
-            return tf.constant(True)
-
-        def discard():
-            for variable, value in zip(statistics, saved_statistics):
-                variable.assign(value)
-            return tf.constant(False)
-
-        applied = tf.cond(finite, apply, discard)
         probabilities = tf.sigmoid(outputs["heatmap"])  # in the logits' own dtype
         logits = tf.cast(outputs["heatmap"], tf.float32)
 
         def count(condition):
             return tf.reduce_sum(tf.cast(condition, tf.int64))
 
-        return {**parts, "finite": finite, "applied": applied, "grads_finite": grads_finite,
-                "logits_min": tf.reduce_min(logits), "logits_max": tf.reduce_max(logits),
-                "sigmoid_zero": count(tf.equal(probabilities, 0)),
-                "sigmoid_one": count(tf.equal(probabilities, 1)),
-                "zero_grad_share": tf.reduce_mean(tf.cast(tf.equal(logit_grads, 0), tf.float32)),
-                "dropped_objects": tf.reduce_sum(batch["num_dropped"])}
+        report = {**parts, "logits_min": tf.reduce_min(logits),
+                  "logits_max": tf.reduce_max(logits),
+                  "sigmoid_zero": count(tf.equal(probabilities, 0)),
+                  "sigmoid_one": count(tf.equal(probabilities, 1)),
+                  "zero_grad_share": tf.reduce_mean(tf.cast(tf.equal(logit_grads, 0),
+                                                            tf.float32)),
+                  "dropped_objects": tf.reduce_sum(batch["num_dropped"])}
+        return report, grads, saved_statistics
+
+    def replica_step(batch):
+        report, grads, saved_statistics = forward_backward(batch)
+        context = tf.distribute.get_replica_context()
+        loss_finite = tf.reduce_all([tf.math.is_finite(report[k]) for k in LOSS_PARTS])
+        grads_finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads
+                                      if g is not None])
+        # Under float16 loss scaling, overflowing gradients are the LossScaleOptimizer's
+        # business (it lowers the scale and skips); the guard watches the loss.
+        finite = loss_finite if scaled else tf.logical_and(loss_finite, grads_finite)
+        # Every replica must take the same branch: finite only if finite everywhere.
+        finite, grads_finite = (everywhere(flag, context) for flag in (finite, grads_finite))
+        if distributed:  # the extremes over every replica, the same value on each
+            for key, extreme in (("logits_min", tf.reduce_min), ("logits_max", tf.reduce_max)):
+                report[key] = extreme(context.all_gather(report[key][tf.newaxis], axis=0))
+
+        def apply(grads):
+            optimizer.apply_gradients(zip(grads, weights))
+            if ema is not None:
+                ema.update()
+
+        def discard(saved_statistics):
+            for variable, value in zip(statistics, saved_statistics):
+                variable.assign(value)
+
+        def apply_or_discard(distribution, finite, grads, saved_statistics):
+            # In cross-replica context, as a branch may not all-reduce inside a replica's
+            # cond. Each replica's own values come in through the arguments: this function is
+            # one replica's closure, run once for all of them.
+            finite = distribution.experimental_local_results(finite)[0]
+            return tf.cond(
+                finite,
+                lambda: _on_each_replica(distribution, apply, grads, True),
+                lambda: _on_each_replica(distribution, discard, saved_statistics, False))
+
+        applied = context.merge_call(apply_or_discard,
+                                     args=(finite, grads, saved_statistics))
+        return {**report, "finite": finite, "grads_finite": grads_finite, "applied": applied}
+
+    @tf.function(jit_compile=cfg.train.xla and not distributed)
+    def train_step(batch):
+        per_replica = strategy.run(replica_step, args=(batch,))
+        if not distributed:
+            return per_replica
+        reduced = {k: strategy.reduce(op, per_replica[k], axis=None)
+                   for k, op in _REDUCTIONS.items()}
+        for key in ("finite", "grads_finite", "applied", "logits_min", "logits_max"):
+            reduced[key] = strategy.experimental_local_results(per_replica[key])[0]  # agreed
+        return reduced
 
     return train_step
+
+
+def everywhere(flag: tf.Tensor, context: tf.distribute.ReplicaContext) -> tf.Tensor:
+    """True on every replica when `flag` is true on every replica."""
+    failures = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                  1 - tf.cast(flag, tf.int32))
+    return tf.equal(failures, 0)
+
+
+def _on_each_replica(distribution: tf.distribute.Strategy, fn: Callable[[list], None],
+                     values: list, result: bool) -> tf.Tensor:
+    """`fn(values)` on every replica with its own `values`; returns `result`."""
+    distribution.extended.call_for_each_replica(fn, args=(values,))
+    return tf.constant(result)
 
 
 def nonfinite_message(step: int, values: Dict[str, np.ndarray], logits_dtype: str,
@@ -159,16 +244,30 @@ class Trainer:
     def __init__(self, cfg: RunConfig, run_dir: Path):
         self.cfg = cfg
         self.run_dir = run_dir
-        strategy = configure_runtime(cfg)
+        self.strategy = strategy = configure_runtime(cfg)
+        self.replica_batch = per_replica_batch(cfg.train.batch_size, strategy)
+        # Only the chief writes the run directory; another worker of a cluster writes what it
+        # must (its copy of each checkpoint save) into `distribute.worker_dir`, else into a
+        # temporary directory removed at the end.
+        self.chief = is_chief(strategy)
+        self.write_dir = run_dir
+        self.temporary_dir = None
+        if not self.chief and cfg.distribute.worker_dir:
+            self.write_dir = Path(cfg.distribute.worker_dir)
+            self.write_dir.mkdir(parents=True, exist_ok=True)
+        elif not self.chief:
+            self.write_dir = self.temporary_dir = Path(tempfile.mkdtemp(prefix="centernet-"))
+        _save_config(cfg, self.write_dir)
         self.source = build_source(cfg.dataset, ClassMap.load(run_dir), cfg.targets.max_objects)
         check_splits(self.source, [cfg.dataset.train_split, cfg.dataset.val_split])
-        self.source.classes.save(run_dir)
+        self.source.classes.save(self.write_dir)
         if self.source.report.splits:
-            self.source.report.write(run_dir / DATA_REPORT)
+            self.source.report.write(self.write_dir / DATA_REPORT)
         self.total_steps = cfg.train.total_steps(
             self.source.num_examples(cfg.dataset.train_split))
         self.end_step = min(self.total_steps, cfg.train.stop_at_step or self.total_steps)
 
+        seed_everything(cfg)
         with strategy.scope():
             # A resumed run takes every weight from its checkpoint: no download, no file.
             resuming = bool(list_checkpoints(run_dir / "checkpoints"))
@@ -186,10 +285,11 @@ class Trainer:
         checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
                                          step=self.step_var, skipped=self.skipped,
                                          best_ap=self.best_ap, **ema_objects(self.ema))
-        self.store = CheckpointStore(run_dir, checkpoint,
-                                     model_spec(cfg, self.source.num_classes),
-                                     cfg.train.keep_checkpoints)
-        self.resumed_from = self.store.restore_latest()
+        spec = model_spec(cfg, self.source.num_classes)
+        self.store = CheckpointStore(run_dir, checkpoint, spec, cfg.train.keep_checkpoints)
+        self.resumed_from = self.store.restore_latest(move_damaged=self.chief)
+        if not self.chief:
+            self.store = CheckpointStore(self.write_dir, checkpoint, spec, 1)
         if resuming and self.resumed_from is None:
             # Checkpoints exist but none reads: start over from the configured initial weights.
             fresh = build_model(cfg.model, self.source.num_classes, initial_weights=True,
@@ -197,15 +297,17 @@ class Trainer:
             self.model.set_weights(fresh.get_weights())
             if self.ema is not None:
                 self.ema.restart()
+            self.store.damaged_messages.append(
+                "warning: no checkpoint of this run reads: training starts from step 0")
         self.step = int(self.step_var.numpy())
-        self.log = RunLog(run_dir, self.step)
+        self.log = RunLog(self.write_dir, self.step)
         last_eval = self.log.last("eval")
         self.last_eval_step = last_eval["step"] if last_eval else -1
         # Training wall-clock seconds (input pipeline included, evaluation excluded) so far,
         # carried over a resume from the last evaluation: the time axis of time-to-accuracy.
         self.train_seconds = float((last_eval or {}).get("train_seconds", 0.0))
         self.evaluate = SplitEvaluator(self.model, self.source, cfg)
-        self.train_step = make_train_step(self.model, self.optimizer, cfg, self.ema)
+        self.train_step = make_train_step(self.model, self.optimizer, cfg, self.ema, strategy)
         self.logits_dtype = keras.backend.standardize_dtype(
             self.model.get_layer("heatmap_out").compute_dtype)
         self.window: list = []
@@ -216,6 +318,8 @@ class Trainer:
         cfg = self.cfg
         progress = Progress(self.total_steps, self.step, cfg.train.progress_bar)
         self.progress = progress
+        for line in self.store.damaged_messages:
+            progress.message(line)
         if self.resumed_from is not None:
             progress.message(f"resuming from {self.resumed_from} at step {self.step}")
         report = self.source.report
@@ -230,22 +334,48 @@ class Trainer:
             f"{cfg.train.peak_lr:.3g}, loss={cfg.loss.impl}, run dir {self.run_dir}")
         for line in auto_choices(cfg.precision.policy, cfg.train.jit_compile):
             progress.message(line)
-        batches = iter(train_dataset(self.source, cfg, self.step))
+        if is_distributed(self.strategy):
+            progress.message(
+                f"distribute={cfg.distribute.strategy}: {self.strategy.num_replicas_in_sync} "
+                f"replica(s), {self.replica_batch} images each per step"
+                + ("; XLA off (it cannot compile the replicas' all-reduces)"
+                   if cfg.train.xla else ""))
+        batches = iter(self.batches())
         self.step_started = time.perf_counter()
+        preemption = PreemptionWatch(self.strategy, str(self.store.directory), self.save_now,
+                                     progress.message)
         try:
             while self.step < self.end_step:
                 self.run_step(next(batches))
                 progress.advance()
                 self.after_step()
-            if self.step == self.total_steps and self.last_eval_step != self.step:
+                preemption.check()
+            if (self.chief and self.step == self.total_steps
+                    and self.last_eval_step != self.step):
                 self.run_evaluation()  # resumed after training ended but before its evaluation
         finally:
+            preemption.close()
             progress.close()
             self.log.close()
+            if self.temporary_dir is not None:
+                shutil.rmtree(self.temporary_dir, ignore_errors=True)
         last_train = self.log.last("train") or {}
         final_eval = self.log.last("eval") or {}
         return {"step": self.step, **{k: last_train[k] for k in LOSS_PARTS if k in last_train},
                 **{k: v for k, v in final_eval.items() if k not in ("step", "kind")}}
+
+    def batches(self) -> tf.data.Dataset | tf.distribute.DistributedDataset:
+        """The training batches from the current step on: one dataset on the default
+        strategy; otherwise each worker's own shard, batched per replica."""
+        cfg, step = self.cfg, self.step
+        if not is_distributed(self.strategy):
+            return train_dataset(self.source, cfg, step)
+
+        def per_worker(context: tf.distribute.InputContext) -> tf.data.Dataset:
+            return train_dataset(self.source, cfg, step, self.replica_batch,
+                                 context.num_input_pipelines, context.input_pipeline_id)
+
+        return self.strategy.distribute_datasets_from_function(per_worker)
 
     def run_step(self, batch: Dict[str, tf.Tensor]) -> None:
         """One compiled step; a non-finite one stops the run or is counted as skipped."""
@@ -276,10 +406,17 @@ class Trainer:
         train, step = self.cfg.train, self.step
         if step % train.log_every == 0 or step == self.end_step:
             self.write_train_record()
-        if step == self.total_steps or (train.eval_every and step % train.eval_every == 0):
+        if self.chief and (step == self.total_steps
+                           or (train.eval_every and step % train.eval_every == 0)):
             self.run_evaluation()
         if step == self.end_step or step % train.checkpoint_every == 0:
             self.store.save(step, self.model.variables)
+
+    def save_now(self) -> str:
+        """Checkpoint the current step now (preemption); returns what was written."""
+        saved = self.store.save(self.step, self.model.variables)
+        return (f"checkpoint {saved} at step {self.step}" if saved else
+                f"no checkpoint at step {self.step} (the weights are not finite)")
 
     def write_train_record(self) -> None:
         """Mean loss parts, the lr of the last step, images/s since the previous record."""
@@ -340,5 +477,4 @@ def train(cfg: DictConfig | RunConfig, run_dir: str | Path) -> Dict[str, float]:
     cfg = validate(cfg)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    _save_config(cfg, run_dir)
     return Trainer(cfg, run_dir).fit()

@@ -143,4 +143,16 @@ def build_model(cfg: ModelConfig, num_classes: int, initial_weights: bool = True
         "wh": head(features, "wh", 2, cfg.head_conv, dtype=head_dtype),
         "reg": head(features, "reg", 2, cfg.head_conv, dtype=head_dtype),
     }
-    return keras.Model(inputs, outputs, name=f"centernet_{cfg.name}")
+    model = keras.Model(inputs, outputs, name=f"centernet_{cfg.name}")
+    if cfg.sync_bn:
+        synchronize_batch_norm(model)
+    return model
+
+
+def synchronize_batch_norm(layer: keras.layers.Layer) -> None:
+    """Make every BatchNormalization inside `layer` take its training statistics over all
+    replicas (Keras' `synchronized=True`, read when the layer is called)."""
+    if isinstance(layer, keras.layers.BatchNormalization):
+        layer.synchronized = True
+    for inner in getattr(layer, "layers", []):
+        synchronize_batch_norm(inner)
