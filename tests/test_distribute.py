@@ -93,6 +93,32 @@ def test_mirrored_step_equals_one_device(tfds_dir, recipe, uneven):
         np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
 
 
+def test_mirrored_step_that_is_nonfinite_on_one_replica_changes_nothing(tfds_dir):
+    """A NaN target in the second replica's share only: both replicas skip the update, and
+    the BatchNorm statistics both forward passes touched are put back."""
+    cfg = _config(tfds_dir, "train.jit_compile=false")
+    batch = next(iter(train_dataset(build_source(cfg.dataset), cfg, 0)))
+    heatmap = batch["heatmap"].numpy()
+    heatmap[-1, 0, 0, 0] = np.nan
+    batch = {**batch, "heatmap": tf.constant(heatmap)}
+    strategy = build_strategy(cfg.distribute)
+    with strategy.scope():
+        model = build_model(cfg.model, 3, head_dtype=cfg.precision.head_dtype)
+        optimizer = build_optimizer(cfg.optimizer, build_schedule(cfg.schedule, 1e-3, 10),
+                                    cfg.precision)
+        optimizer.build(model.trainable_variables)
+    before = [v.numpy().copy() for v in model.variables]
+    dataset = tf.data.Dataset.from_tensors(batch).unbatch().batch(len(heatmap))
+    values = make_train_step(model, optimizer, cfg, None, strategy)(
+        next(iter(strategy.experimental_distribute_dataset(dataset))))
+    assert not bool(values["finite"]) and not bool(values["applied"])
+    assert not np.isfinite(float(values["heatmap"]))
+    assert int(optimizer.iterations.numpy()) == 0
+    for old, variable in zip(before, model.variables):
+        for replica_value in strategy.experimental_local_results(variable):
+            np.testing.assert_array_equal(old, replica_value.numpy(), err_msg=variable.name)
+
+
 @pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
 def test_mixed_precision_trains_with_finite_loss_under_mirrored(tfds_dir, tmp_path, precision):
     cfg = _config(tfds_dir, f"precision={precision}", "train.max_steps=6", "train.log_every=2",
