@@ -57,8 +57,8 @@ def _cluster_resolver() -> tf.distribute.cluster_resolver.ClusterResolver:
         return tf.distribute.cluster_resolver.SlurmClusterResolver()
     if "TF_CONFIG" not in os.environ:
         raise ConfigError("distribute.strategy=multi_worker: set TF_CONFIG (the cluster and this "
-                          "worker's task, README 'Training on several workers') or run under "
-                          "Slurm")
+                          "worker's task; README 'Training on several devices and machines') "
+                          "or run under Slurm")
     try:
         config = json.loads(os.environ["TF_CONFIG"])
         config["cluster"]["worker"], config["task"]["index"]
@@ -75,7 +75,8 @@ def build_strategy(cfg: DistributeConfig) -> tf.distribute.Strategy:
     if cfg.strategy == "mirrored":
         gpus = tf.config.list_physical_devices("GPU")
         if cfg.cpu_devices or not gpus:
-            # Reduce through the first device: collective ops are for GPUs and clusters.
+            # Replicas in one process reduce through the first device: no collective ops,
+            # whose instance keys collide when one process builds several strategies.
             return tf.distribute.MirroredStrategy(
                 _logical_cpus(cfg.cpu_devices or 1),
                 cross_device_ops=tf.distribute.ReductionToOneDevice())
