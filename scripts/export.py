@@ -20,7 +20,7 @@ def main(cfg: DictConfig) -> None:
     def export() -> None:
         run_dir, checkpoint = locate(cfg.run_dir, cfg.checkpoint)
         run = load_run_config(run_dir, cfg, HydraConfig.get().overrides.task, SCRIPT_KEYS)
-        from centernet.export import export_saved_model
+        from centernet.export.saved_model import export_saved_model
         from centernet.evaluation.inference import Predictor
         from centernet.engine.runs import load_model, run_classes
 

@@ -26,7 +26,7 @@ def main(cfg: DictConfig) -> None:
         run_dir, checkpoint = locate(cfg.run_dir, cfg.checkpoint)
         run = load_run_config(run_dir, cfg, HydraConfig.get().overrides.task, SCRIPT_KEYS)
         from centernet.evaluation.inference import Predictor
-        from centernet.predict import predict as draw_predictions
+        from centernet.evaluation.predict import predict as draw_predictions
         from centernet.engine.runs import load_model, run_classes
 
         classes = run_classes(run_dir, run)

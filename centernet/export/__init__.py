@@ -1,0 +1,1 @@
+"""Deployable files of a trained detector: SavedModel, LiteRT (TFLite) and ONNX."""
