@@ -67,6 +67,7 @@ def _variables(prefix):
 @pytest.mark.slow
 def test_deterministic_run_resumed_at_step_20_ends_bit_for_bit_as_one_run(tfds_dir, tmp_path):
     overrides = ["experiment=smoke", f"dataset.data_dir={tfds_dir}", "train.deterministic=true",
+                 "train.jit_compile=true",  # the smoke experiment turns XLA off
                  "train.max_steps=40", "train.eval_every=0", "train.progress_bar=false"]
     whole, split = tmp_path / "whole", tmp_path / "split"
     train(compose_config(overrides), whole)
