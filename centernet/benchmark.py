@@ -137,11 +137,12 @@ def decode_cost(batch_size: int = 8, output_size: int = 128, num_classes: int = 
 
 
 def focal_loss_cost(batch_size: int = 16, output_size: int = 128, num_classes: int = 80,
-                    jit_compile: bool = False, repeats: int = 15) -> Dict[str, float]:
+                    jit_compile: bool = False, repeats: int = 15,
+                    rounds: int = 3) -> Dict[str, float]:
     """Milliseconds of one compiled forward + backward pass of each focal-loss form on a
     `[batch, output_size, output_size, classes]` float32 batch (logits ~ N(-4, 2), a target
     heatmap with 10 Gaussian peaks per image), and `stable`'s cost relative to `naive`'s.
-    The forms are timed in turn, three rounds, keeping each form's best median."""
+    The forms are timed in turn, `rounds` rounds, keeping each form's best median."""
     from centernet.losses import FOCAL_IMPLS, focal_loss
 
     rng = np.random.default_rng(0)
@@ -168,7 +169,7 @@ def focal_loss_cost(batch_size: int = 16, output_size: int = 128, num_classes: i
 
     steps = {impl: step_for(impl) for impl in FOCAL_IMPLS}
     best = {impl: float("inf") for impl in FOCAL_IMPLS}
-    for _ in range(3):
+    for _ in range(rounds):
         for impl, step in steps.items():
             seconds = _time(lambda s=step: [t.numpy() for t in s(logits, heatmap)], repeats)
             best[impl] = min(best[impl], seconds * 1e3)
@@ -291,14 +292,16 @@ def peak_rss_mb() -> float:
 
 def suite(cfg: RunConfig, model_name: str, input_size: int, batch_size: int, num_classes: int,
           precision: str = "float32", jit_compile: bool = False,
-          progress: Callable[[str], None] = lambda _: None) -> Dict[str, object]:
+          progress: Callable[[str], None] = lambda _: None,
+          quick: bool = False) -> Dict[str, object]:
     """Every figure of the project's hot paths in one process, each the median of repeated
     timings after warm-up (the keys of `SUITE_KEYS`).
 
     `cfg` configures the input pipeline and the evaluation (dataset, validation split, and
     the same `input_size` and `batch_size` as the train step, which runs `model_name` on
     random data of `num_classes` classes). Targets, decode and the focal loss use the fixed
-    shapes their keys name."""
+    shapes their keys name. `quick` times every figure at the same shapes with a few repeats
+    instead of many (a check that everything runs, not figures to quote)."""
     if (cfg.model.input_size, cfg.train.batch_size) != (input_size, batch_size):
         raise ValueError(f"suite: cfg has input {cfg.model.input_size}, batch "
                          f"{cfg.train.batch_size}; the train step {input_size}, {batch_size}")
@@ -306,19 +309,23 @@ def suite(cfg: RunConfig, model_name: str, input_size: int, batch_size: int, num
     run = cfg
     figures: Dict[str, object] = {}
     progress("train step")
-    train = train_step_throughput(model_cfg, batch_size, num_classes, precision, jit_compile)
+    train = train_step_throughput(model_cfg, batch_size, num_classes, precision, jit_compile,
+                                  repeats=2 if quick else 5)
     gflops = forward_gflops(model_cfg, num_classes)
     figures["train_img_per_s"] = train["images_per_sec"]
     figures["train_gflops_per_s"] = 3 * gflops * train["images_per_sec"]  # fwd + 2x for bwd
     progress("input pipeline")
-    figures["pipeline_img_per_s"] = pipeline_throughput(run)["images_per_sec"]
+    figures["pipeline_img_per_s"] = pipeline_throughput(
+        run, batches=5 if quick else 30)["images_per_sec"]
     progress("targets")
-    figures["targets_ms_10"] = render_targets_cost(10)["ms_per_image"]
-    figures["targets_ms_100"] = render_targets_cost(100)["ms_per_image"]
+    images = 30 if quick else 300
+    figures["targets_ms_10"] = render_targets_cost(10, images=images)["ms_per_image"]
+    figures["targets_ms_100"] = render_targets_cost(100, images=images)["ms_per_image"]
     progress("decode")
-    figures["decode_ms_b8"] = decode_cost(8, 128, 80, 100)["ms_per_batch"]
+    figures["decode_ms_b8"] = decode_cost(8, 128, 80, 100,
+                                          repeats=3 if quick else 20)["ms_per_batch"]
     progress("focal loss")
-    focal = focal_loss_cost()
+    focal = focal_loss_cost(repeats=2 if quick else 15, rounds=1 if quick else 3)
     figures["focal_stable_ms"], figures["focal_naive_ms"] = focal["stable_ms"], focal["naive_ms"]
     progress("evaluation")
     figures["eval_s"] = evaluation_cost(run)["steady_sec"]
@@ -328,4 +335,5 @@ def suite(cfg: RunConfig, model_name: str, input_size: int, batch_size: int, num
                          "batch_size": batch_size, "classes": num_classes,
                          "precision": precision, "jit_compile": jit_compile}
     figures["machine"] = machine()
+    figures["quick"] = quick
     return figures

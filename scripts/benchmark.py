@@ -9,13 +9,18 @@
   evaluate      validation-split evaluation seconds                 [hydra-style overrides]
   coco-index    seconds to index a synthetic COCO file of --images images (default 100000)
   suite         every figure above in one process, as a table and as JSON (--out FILE.json;
-                the train-step options; overrides for the pipeline and evaluation data)
+                the train-step options; overrides for the pipeline and evaluation data;
+                --quick: a few repeats each, to check that everything runs)
   time-to-accuracy
                 train each of --recipes (default: centernet ttfnet) with the same overrides,
                 one scripts/train.py process each, and write a table and
                 time_to_accuracy.png of AP50 and AP against seconds and images seen into
                 --out (a directory; default outputs/time_to_accuracy). --runs NAME=DIR ...
                 reports existing run directories instead of training.
+  export        for a trained run (run_dir=DIR [checkpoint=PATH] [key=value ...]): each
+                format and precision's file size, single-image latency (median of --repeats
+                after warm-up, 2 threads) and AP / AP50 on its validation split through that
+                file; a table, and JSON with --out FILE.json
 
 Hydra-style overrides compose `configs/train.yaml`, e.g.
 `python scripts/benchmark.py pipeline model.input_size=512 train.batch_size=8`.
@@ -61,7 +66,8 @@ def run_suite(args) -> None:
                                            f"train.batch_size={args.batch_size}"])
     figures = benchmark.suite(cfg, args.model, args.input_size, args.batch_size, args.classes,
                               args.precision, args.jit,
-                              progress=lambda stage: print(f"... {stage}", file=sys.stderr))
+                              progress=lambda stage: print(f"... {stage}", file=sys.stderr),
+                              quick=args.quick)
     config = figures["config"]
     print(f"{machine_line(figures['machine'])}; {config['model']} {config['input_size']} px, batch "
           f"{config['batch_size']}, {config['classes']} classes, {config['precision']}"
@@ -107,12 +113,41 @@ def run_time_to_accuracy(args) -> None:
     print(tta.markdown(curves, command, machine_line()))
 
 
+def run_export(args) -> None:
+    """`export`: deployment figures of a trained run."""
+    import shlex
+
+    from centernet.config import SCRIPT_KEYS
+    from centernet.engine.runs import load_model, load_run_config, locate, run_classes
+    from centernet.export.measure import export_figures, markdown
+
+    own = dict(o.split("=", 1) for o in args.overrides if o.split("=", 1)[0] in SCRIPT_KEYS)
+    overrides = [o for o in args.overrides if o.split("=", 1)[0] not in SCRIPT_KEYS]
+    run_dir, checkpoint = locate(own.get("run_dir"), own.get("checkpoint"))
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        composed_export = compose("export", overrides=overrides)
+    run = load_run_config(run_dir, composed_export, overrides, SCRIPT_KEYS)
+    classes = run_classes(run_dir, run)
+    model = load_model(run, checkpoint, len(classes.names))
+    rows = export_figures(model, run, classes.names, classes.category_ids, str(checkpoint),
+                          args.repeats,
+                          progress=lambda stage: print(f"... {stage}", file=sys.stderr))
+    command = "python scripts/benchmark.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    print(markdown(rows, command, machine_line()))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"command": command, "machine": machine_line(),
+                                        "checkpoint": str(checkpoint), "rows": rows},
+                                       indent=2) + "\n")
+        print(f"wrote {args.out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["pipeline", "targets", "train-step", "decode",
                                          "focal", "evaluate", "coco-index", "suite",
-                                         "time-to-accuracy"])
+                                         "time-to-accuracy", "export"])
     parser.add_argument("overrides", nargs="*", help="key=value config overrides")
     parser.add_argument("--objects", type=int, nargs="+", default=[10, 100])
     parser.add_argument("--model", default="resnet18")
@@ -124,8 +159,13 @@ def main() -> None:
     parser.add_argument("--output-size", type=int, default=128)
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--images", type=int, default=100_000)
-    parser.add_argument("--out", type=Path, help="suite: write the figures to this JSON file; "
-                        "time-to-accuracy: the report's directory")
+    parser.add_argument("--out", type=Path, help="suite, export: write the figures to this "
+                        "JSON file; time-to-accuracy: the report's directory")
+    parser.add_argument("--quick", action="store_true",
+                        help="suite: a few repeats per figure (checks that all runs; not "
+                        "figures to quote)")
+    parser.add_argument("--repeats", type=int, default=50,
+                        help="export: timed single-image detections per format")
     parser.add_argument("--recipes", nargs="+", default=["centernet", "ttfnet"],
                         help="time-to-accuracy: the recipes to train")
     parser.add_argument("--runs", nargs="+", metavar="NAME=DIR",
@@ -140,6 +180,11 @@ def main() -> None:
         return
     if args.what == "time-to-accuracy":
         run_time_to_accuracy(args)
+        return
+    if args.what == "export":
+        from centernet.cli import run_command
+
+        run_command(lambda: run_export(args))
         return
     if args.what == "pipeline":
         results = [benchmark.pipeline_throughput(composed(args.overrides))]

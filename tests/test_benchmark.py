@@ -14,7 +14,7 @@ SUITE_KEYS = ("train_img_per_s", "train_gflops_per_s", "pipeline_img_per_s", "ta
 def test_suite_writes_every_figure_positive(smoke_overrides, tmp_path):
     out = tmp_path / "suite.json"
     result = run_script("benchmark.py", "suite", "--input-size", "64", "--batch-size", "8",
-                        "--classes", "3", "--out", str(out), *smoke_overrides)
+                        "--classes", "3", "--quick", "--out", str(out), *smoke_overrides)
     assert result.returncode == 0, result.stderr
     figures = json.loads(out.read_text())
     for key in SUITE_KEYS:
@@ -24,6 +24,7 @@ def test_suite_writes_every_figure_positive(smoke_overrides, tmp_path):
     assert 0.05 < figures["forward_gflop_per_image"] < 2.0
     assert figures["config"] == {"model": "resnet18", "input_size": 64, "batch_size": 8,
                                  "classes": 3, "precision": "float32", "jit_compile": False}
+    assert figures["quick"] is True
     machine = figures["machine"]
     assert machine["cores"] >= 1 and machine["tensorflow"] and machine["cpu"]
     assert set(machine["flags"]) == {"avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16"}
