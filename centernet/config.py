@@ -433,6 +433,20 @@ class EvalConfig:
 
 
 @dataclass
+class ExportOptions:
+    """How `scripts/export.py` writes a LiteRT file (and `benchmark.py export` measures it):
+    `precision` `float32`, `float16` (float16 weights) or `int8` (full-integer quantisation,
+    calibrated on the first `calibration_images` letterboxed images of the training split)."""
+
+    precision: str = "float32"
+    calibration_images: int = 200
+
+    def __post_init__(self) -> None:
+        _choice("export.precision", self.precision, ("float32", "float16", "int8"))
+        _at_least("export.calibration_images", self.calibration_images, 1)
+
+
+@dataclass
 class RunConfig:
     """Everything `scripts/train.py` composes (`configs/train.yaml`)."""
 
@@ -447,6 +461,7 @@ class RunConfig:
     distribute: DistributeConfig = field(default_factory=DistributeConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    export: ExportOptions = field(default_factory=ExportOptions)
 
 
 @dataclass
@@ -466,16 +481,27 @@ class PredictConfig(EvaluateConfig):
     output: Optional[str] = None
     score_threshold: float = 0.3
     heatmap: bool = False
+    format: str = "checkpoint"
+    model_file: Optional[str] = None
 
     def __post_init__(self) -> None:
         _in_range("score_threshold", self.score_threshold, 0.0, 1.0)
+        _choice("format", self.format, ("checkpoint", "litert", "onnx"))
+        if self.model_file and self.format == "checkpoint":
+            _fail("format", self.format, "model_file= runs an exported file: pass "
+                  "format=litert or format=onnx with it")
 
 
 @dataclass
 class ExportConfig(EvaluateConfig):
-    """`scripts/export.py`: write a SavedModel with letterboxing and decoding inside."""
+    """`scripts/export.py`: write the detector as a SavedModel (letterboxing and decoding
+    inside), a LiteRT file (`export.precision`) or an ONNX file."""
 
     output: Optional[str] = None
+    format: str = "saved_model"
+
+    def __post_init__(self) -> None:
+        _choice("format", self.format, ("saved_model", "litert", "onnx"))
 
 
 @dataclass
@@ -491,7 +517,8 @@ class ShowDataConfig(RunConfig):
         _at_least("columns", self.columns, 1)
 
 
-SCRIPT_KEYS = ("run_dir", "checkpoint", "input", "output", "score_threshold", "heatmap")
+SCRIPT_KEYS = ("run_dir", "checkpoint", "input", "output", "score_threshold", "heatmap", "format",
+               "model_file")
 
 
 def register_configs() -> None:

@@ -1,16 +1,18 @@
 """Draw detections: `python scripts/predict.py run_dir=DIR input=PATH [output=DIR]`.
 
 `input` is an image, a folder of images or a video file. Pictures (or `<name>.mp4`) and
-`predictions.json` go to `output` (default DIR/predictions). Options: `score_threshold=0.3`,
+`predictions.json` go to `output` (default DIR/predictions, or beside `model_file`). Files and
+frames that cannot be read are skipped and listed. Options: `score_threshold=0.3`,
 `eval.k=100`, `heatmap=true` (overlay the class heatmap), `eval.flip_test=true`,
-`checkpoint=PATH`.
+`checkpoint=PATH`; `format=litert|onnx model_file=FILE` runs an exported file instead of the
+checkpoint (no run directory needed: the file's `.json` has the class names).
 """
 
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from centernet.cli import run_command
 from centernet.config import SCRIPT_KEYS
@@ -18,24 +20,53 @@ from centernet.errors import DataError
 from centernet.engine.runs import load_run_config, locate
 
 
+def _checkpoint_detector(cfg: DictConfig):
+    """`(detector, class names, default output, what runs)` from the run's checkpoint."""
+    run_dir, checkpoint = locate(cfg.run_dir, cfg.checkpoint)
+    run = load_run_config(run_dir, cfg, HydraConfig.get().overrides.task, SCRIPT_KEYS)
+    from centernet.engine.runs import load_model, run_classes
+    from centernet.evaluation.inference import Predictor
+
+    classes = run_classes(run_dir, run)
+    model = load_model(run, checkpoint, len(classes.names))
+    detector = Predictor(model, run.eval.k, run.eval.flip_test, with_heatmap=cfg.heatmap)
+    return detector, classes.names, run_dir / "predictions", f"checkpoint {checkpoint}"
+
+
+def _exported_detector(cfg: DictConfig):
+    """The same from an exported LiteRT or ONNX file (`model_file`)."""
+    if not cfg.model_file:
+        raise DataError(f"format={cfg.format} runs an exported file: pass model_file=FILE")
+    from centernet.export.runtime import load_detector
+
+    model_file = Path(cfg.model_file)
+    suffix = {"litert": ".tflite", "onnx": ".onnx"}[cfg.format]
+    if model_file.suffix != suffix:
+        raise DataError(f"model_file={model_file}: format={cfg.format} takes a {suffix} file")
+    given = {override.split("=", 1)[0].lstrip("+~")
+             for override in HydraConfig.get().overrides.task}
+    detector = load_detector(model_file, cfg.eval.k if "eval.k" in given else None,
+                             cfg.eval.flip_test if "eval.flip_test" in given else None,
+                             cfg.heatmap)
+    return (detector, detector.class_names, model_file.parent / "predictions",
+            f"{cfg.format} file {model_file}")
+
+
 @hydra.main(version_base="1.3", config_path="../configs", config_name="predict")
 def main(cfg: DictConfig) -> None:
     def predict() -> None:
+        OmegaConf.to_object(cfg)  # checks format= and the other values
         if not cfg.input:
             raise DataError("pass input=PATH (an image, a folder of images or a video)")
-        run_dir, checkpoint = locate(cfg.run_dir, cfg.checkpoint)
-        run = load_run_config(run_dir, cfg, HydraConfig.get().overrides.task, SCRIPT_KEYS)
-        from centernet.evaluation.inference import Predictor
         from centernet.evaluation.predict import predict as draw_predictions
-        from centernet.engine.runs import load_model, run_classes
 
-        classes = run_classes(run_dir, run)
-        model = load_model(run, checkpoint, len(classes.names))
-        predictor = Predictor(model, run.eval.k, run.eval.flip_test, with_heatmap=cfg.heatmap)
-        output_dir = Path(cfg.output) if cfg.output else run_dir / "predictions"
-        records = draw_predictions(predictor, Path(cfg.input), output_dir, classes.names,
-                                   cfg.score_threshold, cfg.heatmap)
-        print(f"{len(records)} image(s) from checkpoint {checkpoint} -> {output_dir}")
+        build = _checkpoint_detector if cfg.format == "checkpoint" else _exported_detector
+        detector, class_names, default_output, source = build(cfg)
+        output_dir = Path(cfg.output) if cfg.output else default_output
+        result = draw_predictions(detector, Path(cfg.input), output_dir, class_names,
+                                  cfg.score_threshold, cfg.heatmap)
+        skipped = f", {len(result['skipped'])} skipped" if result["skipped"] else ""
+        print(f"{len(result['images'])} image(s){skipped} from {source} -> {output_dir}")
 
     run_command(predict)
 

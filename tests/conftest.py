@@ -57,3 +57,14 @@ def run_script(script: str, *args: str, timeout: float = 900,
     return subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args],
                           capture_output=True, text=True, timeout=timeout, env=env,
                           cwd=str(cwd or ROOT))
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tfds_dir, tmp_path_factory) -> Path:
+    """One trained smoke run (`experiment=smoke`, 40 steps) shared by the tests of the tools
+    that read a run: evaluate, predict, export and the export benchmark."""
+    run_dir = tmp_path_factory.mktemp("smoke_run")
+    result = run_script("train.py", "experiment=smoke", f"dataset.data_dir={tfds_dir}",
+                        f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr
+    return run_dir

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 """Image formats `tf.io.decode_image` reads."""
 
@@ -49,13 +51,9 @@ def _decoder_reason(error: Exception) -> str:
     return text.splitlines()[0].strip() if text.strip() else type(error).__name__
 
 
-def probe_image(path: Path) -> ImageInfo:
-    """Decode `path` fully and describe it.
-
-    Raises:
-        ValueError: the file cannot be read or decoded (corrupt, truncated, not an image); the
-            message says why.
-    """
+def _decode(path: Path, channels: int):
+    """`tf.io.decode_image` of the file at `path` (`[H, W, channels or the file's]` uint8
+    tensor), or a ValueError saying why not."""
     import tensorflow as tf
 
     try:
@@ -65,14 +63,36 @@ def probe_image(path: Path) -> ImageInfo:
     if not data:
         raise ValueError("empty file")
     try:
-        image = tf.io.decode_image(data, channels=0, expand_animations=False)
+        image = tf.io.decode_image(data, channels=channels, expand_animations=False)
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
         raise ValueError(f"not a decodable image ({_decoder_reason(error)})") from error
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"decodes to an empty {image.shape[0]}x{image.shape[1]} image")
+    return image, data
+
+
+def probe_image(path: Path) -> ImageInfo:
+    """Decode `path` fully and describe it.
+
+    Raises:
+        ValueError: the file cannot be read or decoded (corrupt, truncated, not an image); the
+            message says why.
+    """
+    image, data = _decode(path, channels=0)
     height, width, channels = (int(n) for n in image.shape)
-    if height < 1 or width < 1:
-        raise ValueError(f"decodes to an empty {height}x{width} image")
     mode = _png_mode(data[:32]) or _CHANNEL_MODES.get(channels, f"{channels} channels")
     return ImageInfo(height, width, None if mode == "RGB" else mode)
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """`[H, W, 3]` uint8 RGB pixels of an image file, decoded as the input pipeline decodes
+    (`tf.io.decode_image`, which refuses a truncated JPEG or PNG instead of filling it in).
+
+    Raises:
+        ValueError: the file cannot be read or decoded; the message says why.
+    """
+    image, _ = _decode(path, channels=3)
+    return image.numpy()
 
 
 def probe_images(paths: Sequence[Path], threads: int = 4) -> List[ImageInfo | ValueError]:

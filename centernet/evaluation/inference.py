@@ -3,6 +3,7 @@ split's ground truth for evaluation."""
 
 from __future__ import annotations
 
+import abc
 import json
 import math
 from pathlib import Path
@@ -13,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from centernet.config import RunConfig
+from centernet.data.letterbox import letterbox_image
 from centernet.data.pipeline import AUTOTUNE, eval_dataset
 from centernet.data.sources import Source, decode_record
 from centernet.evaluation.decode import decode_probs, merge_flipped, to_original_pixels
@@ -20,7 +22,68 @@ from centernet.errors import DataError
 from centernet.evaluation.metrics import CocoEvaluator, GroundTruthImage, coco_ground_truth
 
 
-class Predictor:
+def detections_from_outputs(outputs: Dict[str, tf.Tensor],
+                            mirrored_outputs: Optional[Dict[str, tf.Tensor]],
+                            letterbox: tf.Tensor, original_size: tf.Tensor, k: int,
+                            with_heatmap: bool = False) -> Dict[str, tf.Tensor]:
+    """Decode network outputs into detections in original image pixels.
+
+    The one post-processing of every path: the Keras model (`Predictor`), and the LiteRT and
+    ONNX files (`centernet.export.runtime`), so each gives the detections evaluation scores.
+
+    Args:
+        outputs: `heatmap` `[B, S/4, S/4, C]` logits, `wh` and `reg` `[B, S/4, S/4, 2]`.
+        mirrored_outputs: the outputs of the horizontally mirrored images (flip test), or None.
+        letterbox: `[B, 4]` letterbox params; original_size: `[B, 2]` (height, width).
+        k: detections per image.
+        with_heatmap: also return the heatmap probabilities (`heatmap`).
+
+    Returns:
+        `boxes` `[B, K, 4]` xyxy original pixels, `scores` `[B, K]`, `classes` `[B, K]` int32.
+    """
+    if mirrored_outputs is not None:
+        probs, wh, reg = merge_flipped(outputs, mirrored_outputs)
+    else:
+        probs = tf.sigmoid(outputs["heatmap"])
+        wh, reg = outputs["wh"], outputs["reg"]
+    boxes, scores, classes = decode_probs(probs, wh, reg, k)
+    result = {"boxes": to_original_pixels(boxes, letterbox, original_size),
+              "scores": scores, "classes": classes}
+    return result | {"heatmap": probs} if with_heatmap else result
+
+
+def image_batch(image: np.ndarray, input_size: int) -> Dict[str, tf.Tensor]:
+    """One `[H, W, 3]` uint8 RGB image as an `eval_dataset`-style batch of one: `image`
+    `[1, S, S, 3]` letterboxed, `letterbox` `[1, 4]`, `original_size` `[1, 2]`, `image_id`."""
+    letterboxed, params = letterbox_image(tf.convert_to_tensor(image), input_size)
+    return {"image": letterboxed[tf.newaxis], "letterbox": params[tf.newaxis],
+            "original_size": tf.constant([image.shape[:2]], tf.int32),
+            "image_id": np.zeros([1], np.int64)}
+
+
+class ImageDetector(abc.ABC):
+    """What evaluation, `predict.py` and the export benchmark need of a detector, whatever
+    runs it: `input_size` (pixels), `__call__(batch)` on letterboxed batches, and
+    `detect_image(image)`."""
+
+    input_size: int
+
+    @abc.abstractmethod
+    def __call__(self, batch: Dict[str, tf.Tensor]) -> Dict[str, np.ndarray]:
+        """Detections of an `eval_dataset` batch: `boxes` `[B, K, 4]` xyxy original pixels,
+        `scores` `[B, K]`, `classes` `[B, K]` contiguous ids, `image_id` `[B]`."""
+
+    def detect_image(self, image: np.ndarray) -> Dict[str, np.ndarray]:
+        """Detections of one `[H, W, 3]` uint8 RGB image: `boxes` `[K, 4]` xyxy pixels,
+        `scores` `[K]`, `classes` `[K]`, `letterbox` `[4]`, and `heatmap` (`[S/4, S/4, C]`
+        probabilities) when the detector returns it."""
+        batch = image_batch(image, self.input_size)
+        result = self(batch)
+        return {key: value[0] for key, value in result.items() if key != "image_id"} | {
+            "letterbox": batch["letterbox"][0].numpy()}
+
+
+class Predictor(ImageDetector):
     """Compiled model + decoding: `[B, S, S, 3]` uint8 letterboxed images -> detections.
 
     Args:
@@ -36,7 +99,7 @@ class Predictor:
         self.k = k
         self.flip_test = flip_test
         self.with_heatmap = with_heatmap
-        size = model.input_shape[1]
+        self.input_size = size = int(model.input_shape[1])
         self._predict = tf.function(self.detect, input_signature=[
             tf.TensorSpec([None, size, size, 3], tf.uint8),
             tf.TensorSpec([None, 4], tf.float32),
@@ -56,16 +119,10 @@ class Predictor:
             (and `heatmap` with `with_heatmap`).
         """
         outputs = self.model(images, training=False)
-        if self.flip_test:
-            mirrored = self.model(tf.reverse(images, axis=[2]), training=False)
-            probs, wh, reg = merge_flipped(outputs, mirrored)
-        else:
-            probs = tf.sigmoid(outputs["heatmap"])
-            wh, reg = outputs["wh"], outputs["reg"]
-        boxes, scores, classes = decode_probs(probs, wh, reg, self.k)
-        result = {"boxes": to_original_pixels(boxes, letterbox, original_size),
-                  "scores": scores, "classes": classes}
-        return result | {"heatmap": probs} if self.with_heatmap else result
+        mirrored = (self.model(tf.reverse(images, axis=[2]), training=False)
+                    if self.flip_test else None)
+        return detections_from_outputs(outputs, mirrored, letterbox, original_size, self.k,
+                                       self.with_heatmap)
 
     def __call__(self, batch: Dict[str, tf.Tensor]) -> Dict[str, np.ndarray]:
         """Detections of an `eval_dataset` batch: `boxes` `[B, K, 4]` xyxy original pixels,
@@ -76,7 +133,7 @@ class Predictor:
                 **{key: value.numpy() for key, value in result.items()}}
 
 
-def evaluate_predictions(predictor: Predictor, batches: Iterable[Dict[str, tf.Tensor]],
+def evaluate_predictions(predictor: ImageDetector, batches: Iterable[Dict[str, tf.Tensor]],
                          evaluator: CocoEvaluator,
                          progress: Optional[callable] = None) -> Dict[str, float]:
     """Feed every batch's detections to `evaluator` and return its metrics."""
