@@ -7,7 +7,7 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Sequence, Tuple
 
 import numpy as np
 
@@ -23,15 +23,17 @@ def _size_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in files) / 2 ** 20
 
 
-def _validation_images(run: RunConfig) -> List[Tuple[int, np.ndarray]]:
-    """`(image_id, [H, W, 3] uint8 original image)` of the validation split, in file order."""
+def _validation_images(run: RunConfig) -> Iterator[Tuple[int, np.ndarray]]:
+    """`(image_id, [H, W, 3] uint8 original image)` of the validation split, in file order,
+    read as they are used (a large split is never held in memory)."""
     from centernet.data.sources import build_source, decode_record
 
     source = build_source(run.dataset)
     images = source.read(run.dataset.val_split).map(
         lambda record: {key: value for key, value in decode_record(record).items()
                         if key in ("image_id", "image")})
-    return [(int(item["image_id"]), item["image"]) for item in images.as_numpy_iterator()]
+    for item in images.as_numpy_iterator():
+        yield int(item["image_id"]), item["image"]
 
 
 def _evaluator(run: RunConfig):
@@ -68,7 +70,7 @@ def export_figures(model, run: RunConfig, class_names: Sequence[str],
     from centernet.export.files import export
     from centernet.export.runtime import SavedModelDetector, load_detector
 
-    images = _validation_images(run)
+    first_image = next(_validation_images(run))[1]
     evaluator = _evaluator(run)
     rows = []
     with tempfile.TemporaryDirectory() as directory:
@@ -81,10 +83,10 @@ def export_figures(model, run: RunConfig, class_names: Sequence[str],
                           run.export.calibration_images, report=progress)
             detector = (SavedModelDetector(path) if file_format == "saved_model"
                         else load_detector(path, run.eval.k, run.eval.flip_test))
-            progress(f"{file_format} {precision}: latency, evaluation of {len(images)} images")
-            latency = _latency_ms(detector.detect_image, images[0][1], repeats)
+            progress(f"{file_format} {precision}: latency, evaluation")
+            latency = _latency_ms(detector.detect_image, first_image, repeats)
             evaluator.reset()
-            for image_id, image in images:
+            for image_id, image in _validation_images(run):
                 found = detector.detect_image(image)
                 evaluator.process(np.array([image_id]), found["boxes"][np.newaxis],
                                   found["scores"][np.newaxis], found["classes"][np.newaxis])
