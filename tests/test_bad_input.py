@@ -586,7 +586,8 @@ def test_report_serialises_every_case(tmp_path):
 
 TINY = ["dataset=voc_xml", "model.input_size=64", "model.neck_channels=[16,16,16]",
         "model.head_conv=8", "train.max_steps=3", "train.batch_size=2", "train.eval_every=0",
-        "train.checkpoint_every=3", "eval.k=10", "augment=none"]
+        "train.checkpoint_every=3", "eval.k=10", "augment=none",
+        "train.jit_compile=false"]  # compiling with XLA would cost more than the 3 steps
 
 
 def _defective_folder(root: Path) -> set:

@@ -460,7 +460,8 @@ def test_coco_evaluation_on_original_file_equals_pycocotools(tmp_path):
 
 TINY = ["model.input_size=64", "model.neck_channels=[16,16,16]", "model.head_conv=8",
         "train.max_steps=3", "train.batch_size=2", "train.eval_every=0",
-        "train.checkpoint_every=3", "eval.k=10", "augment=none"]
+        "train.checkpoint_every=3", "eval.k=10", "augment=none",
+        "train.jit_compile=false"]  # compiling with XLA would cost more than the 3 steps
 
 
 @pytest.mark.slow
