@@ -15,6 +15,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import centernet  # noqa: E402,F401  (before TensorFlow: the pooled CPU allocator, as in the scripts)
 import tensorflow as tf  # noqa: E402
 
 # Two logical CPU devices for the `distribute=mirrored` tests: they can only be made before

@@ -164,3 +164,29 @@ def test_a_bug_still_shows_its_traceback():
     assert result.returncode == 1
     assert "Traceback" in result.stderr and "RuntimeError: a genuine bug" in result.stderr
     assert not NOISE.search(result.stdout + result.stderr), result.stderr
+
+
+ALLOCATOR_PROBE = """
+import centernet, tensorflow as tf
+x = tf.zeros([256, 256]) + 1
+try:
+    print("pooled", tf.config.experimental.get_memory_info("CPU:0")["peak"] > 0)
+except ValueError:
+    print("system")
+"""
+
+
+@pytest.mark.parametrize("user_setting, expected", [(None, "pooled"), ("false", "system"),
+                                                    ("true", "pooled")])
+def test_importing_the_package_selects_the_pooled_cpu_allocator(user_setting, expected):
+    # TensorFlow reports memory statistics for CPU:0 only from its BFC (pooled) allocator,
+    # so the probe tells which allocator the process really got; a user's own setting wins.
+    env = {key: value for key, value in os.environ.items()
+           if key != "TF_CPU_ALLOCATOR_USE_BFC"}
+    if user_setting is not None:
+        env["TF_CPU_ALLOCATOR_USE_BFC"] = user_setting
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    done = subprocess.run([sys.executable, "-c", ALLOCATOR_PROBE], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[0] == expected, done.stdout
