@@ -12,7 +12,7 @@ This module imports no TensorFlow, so validation costs nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, List, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
@@ -416,20 +416,51 @@ class TrainConfig:
         return self.lr * scale
 
 
-@dataclass
-class EvalConfig:
-    """Decoding and COCO evaluation (during training and in `scripts/evaluate.py`)."""
+@dataclass(frozen=True)
+class Decoding:
+    """How network outputs become detections, wherever the network runs (evaluation,
+    `predict.py`, the SavedModel, the LiteRT and ONNX files' sidecars):
+
+    - `k`: detections per image (top K over all classes and positions);
+    - `flip_test`: average each image's heatmap and sizes with its mirror's;
+    - `cross_class_iou`: when set, a detection whose box overlaps a higher-scoring detection
+      of another class by IoU above it has its score multiplied by `cross_class_decay`
+      (`centernet.evaluation.decode.decay_cross_class_twins`); None: off, as the original.
+    """
 
     k: int = 100
     flip_test: bool = False
+    cross_class_iou: Optional[float] = None
+    cross_class_decay: float = 0.3
+
+
+DECODING_KEYS = tuple(item.name for item in fields(Decoding))
+
+
+@dataclass
+class EvalConfig:
+    """Decoding (`Decoding`'s keys) and COCO evaluation (during training and in
+    `scripts/evaluate.py`)."""
+
+    k: int = 100
+    flip_test: bool = False
+    cross_class_iou: Optional[float] = None
+    cross_class_decay: float = 0.3
     batch_size: int = 16
     score_threshold: float = 0.0
     voc_metrics: bool = False
 
     def __post_init__(self) -> None:
         _at_least("eval.k", self.k, 1)
+        if self.cross_class_iou is not None:
+            _in_range("eval.cross_class_iou", self.cross_class_iou, 0.0, 1.0)
+        _in_range("eval.cross_class_decay", self.cross_class_decay, 0.0, 1.0)
         _at_least("eval.batch_size", self.batch_size, 1)
         _in_range("eval.score_threshold", self.score_threshold, 0.0, 1.0)
+
+    @property
+    def decoding(self) -> Decoding:
+        return Decoding(self.k, self.flip_test, self.cross_class_iou, self.cross_class_decay)
 
 
 @dataclass

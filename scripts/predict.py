@@ -15,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from centernet.cli import run_command
-from centernet.config import SCRIPT_KEYS
+from centernet.config import DECODING_KEYS, SCRIPT_KEYS
 from centernet.errors import DataError
 from centernet.engine.runs import load_run_config, locate
 
@@ -29,7 +29,7 @@ def _checkpoint_detector(cfg: DictConfig):
 
     classes = run_classes(run_dir, run)
     model = load_model(run, checkpoint, len(classes.names))
-    detector = Predictor(model, run.eval.k, run.eval.flip_test, with_heatmap=cfg.heatmap)
+    detector = Predictor(model, run.eval.decoding, with_heatmap=cfg.heatmap)
     return detector, classes.names, run_dir / "predictions", f"checkpoint {checkpoint}"
 
 
@@ -45,9 +45,8 @@ def _exported_detector(cfg: DictConfig):
         raise DataError(f"model_file={model_file}: format={cfg.format} takes a {suffix} file")
     given = {override.split("=", 1)[0].lstrip("+~")
              for override in HydraConfig.get().overrides.task}
-    detector = load_detector(model_file, cfg.eval.k if "eval.k" in given else None,
-                             cfg.eval.flip_test if "eval.flip_test" in given else None,
-                             cfg.heatmap)
+    overrides = {key: cfg.eval[key] for key in DECODING_KEYS if f"eval.{key}" in given}
+    detector = load_detector(model_file, overrides, cfg.heatmap)
     return (detector, detector.class_names, model_file.parent / "predictions",
             f"{cfg.format} file {model_file}")
 

@@ -60,6 +60,8 @@ def test_bad_values_fail_naming_the_key(override, expected, tmp_path):
     ("schedule.milestones", [0.9, 0.5], "increasing"),
     ("targets.max_objects", 0, "targets.max_objects"),
     ("eval.score_threshold", 1.5, "eval.score_threshold"),
+    ("eval.cross_class_iou", 1.5, "eval.cross_class_iou"),
+    ("eval.cross_class_decay", -0.1, "eval.cross_class_decay"),
     ("model.neck_channels", [64, 32], "three positive"),
     ("dataset.empty_fraction", 1.0, "dataset.empty_fraction"),
     ("precision.heads", "float16", "precision.heads"),

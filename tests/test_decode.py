@@ -280,3 +280,83 @@ def test_top_k_cells_equals_one_top_k_over_everything(seed):
     np.testing.assert_array_equal(picked, want)  # each index holds its value
     for row in got_index.numpy():
         assert len(set(row.tolist())) == 20  # no cell-class picked twice
+
+
+def _iou_reference(a, b):
+    """IoU of two xyxy boxes in float64, from the definition."""
+    width = max(min(a[2], b[2]) - max(a[0], b[0]), 0.0)
+    height = max(min(a[3], b[3]) - max(a[1], b[1]), 0.0)
+    inter = width * height
+    union = (max(a[2] - a[0], 0) * max(a[3] - a[1], 0) + max(b[2] - b[0], 0)
+             * max(b[3] - b[1], 0) - inter)
+    return inter / union if union > 0 else 0.0
+
+
+def _twin_decay_reference(boxes, scores, classes, iou_threshold, decay):
+    """One image: each detection below a detection of another class with IoU > threshold
+    gets score * decay; then a stable sort by the new scores, descending."""
+    new = []
+    for j in range(len(scores)):
+        twin = any(scores[i] > scores[j] and classes[i] != classes[j]
+                   and _iou_reference(boxes[i], boxes[j]) > iou_threshold
+                   for i in range(len(scores)))
+        new.append(scores[j] * decay if twin else scores[j])
+    order = sorted(range(len(new)), key=lambda j: -new[j])  # Python's sort is stable
+    return boxes[order], np.asarray(new)[order], classes[order]
+
+
+def test_box_iou_matrix_matches_definition():
+    from centernet.evaluation.decode import box_iou_matrix
+
+    rng = np.random.default_rng(3)
+    corners = rng.uniform(0, 20, (2, 9, 2, 2))
+    boxes = np.concatenate([corners.min(axis=2), corners.max(axis=2)], axis=-1)
+    boxes[0, 0] = [5, 5, 5, 9]  # no area
+    boxes[0, 1] = [5, 5, 5, 9]  # two boxes without area: 0, not NaN
+    got = box_iou_matrix(tf.constant(boxes, tf.float32)).numpy()
+    want = np.array([[[_iou_reference(a, b) for b in image] for a in image] for image in boxes])
+    np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_cross_class_twins_hand_made():
+    from centernet.evaluation.decode import decay_cross_class_twins
+
+    boxes = np.array([[[0, 0, 10, 10],     # 0.9 class 0
+                       [0, 0, 10, 11],     # 0.8 class 1: IoU 0.91 with the first -> 0.24
+                       [0, 0, 10, 10.5],   # 0.7 class 0: IoU 0.95 with the 0.8 -> 0.21 (the
+                                           # original 0.8 counts, not its decayed 0.24)
+                       [30, 30, 40, 40],   # 0.5 class 2: alone
+                       [0, 0, 20, 20]]],   # 0.4 class 1: IoU 0.25 -> kept
+                     np.float32)
+    scores = np.array([[0.9, 0.8, 0.7, 0.5, 0.4]], np.float32)
+    classes = np.array([[0, 1, 0, 2, 1]], np.int32)
+    out_boxes, out_scores, out_classes = (t.numpy() for t in decay_cross_class_twins(
+        tf.constant(boxes), tf.constant(scores), tf.constant(classes), 0.7, 0.3))
+    np.testing.assert_allclose(out_scores[0], [0.9, 0.5, 0.4, 0.24, 0.21], rtol=1e-6)
+    np.testing.assert_array_equal(out_classes[0], [0, 2, 1, 1, 0])
+    np.testing.assert_array_equal(out_boxes[0, 3:], [[0, 0, 10, 11], [0, 0, 10, 10.5]])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cross_class_twins_random_match_reference(seed):
+    from centernet.evaluation.decode import decay_cross_class_twins
+
+    rng = np.random.default_rng(seed)
+    batch, k = 3, 40
+    centres = rng.uniform(0, 30, (batch, k, 2))
+    sizes = rng.uniform(1, 12, (batch, k, 2))
+    boxes = np.concatenate([centres - sizes / 2, centres + sizes / 2], -1)
+    boxes[:, 1::2] = boxes[:, ::2] + rng.normal(0, 0.5, boxes[:, ::2].shape)  # near-twins
+    scores = -np.sort(-rng.uniform(0, 1, (batch, k)), axis=1)
+    scores[:, 5] = scores[:, 4]  # a tie
+    classes = rng.integers(0, 3, (batch, k))
+    got = decay_cross_class_twins(tf.constant(boxes, tf.float32),
+                                  tf.constant(scores, tf.float32),
+                                  tf.constant(classes, tf.int32), 0.6, 0.25)
+    for image in range(batch):
+        want = _twin_decay_reference(boxes[image].astype(np.float32).astype(np.float64),
+                                     scores[image].astype(np.float32), classes[image], 0.6,
+                                     np.float32(0.25))
+        np.testing.assert_allclose(got[0][image].numpy(), want[0], atol=1e-5)
+        np.testing.assert_allclose(got[1][image].numpy(), want[1], rtol=1e-6)
+        np.testing.assert_array_equal(got[2][image].numpy(), want[2])

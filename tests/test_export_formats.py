@@ -8,7 +8,9 @@ import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
+from omegaconf import OmegaConf
 
+from centernet.config import DECODING_KEYS, Decoding
 from centernet.engine.run_log import read_metrics
 from centernet.export import network
 from centernet.export.runtime import SavedModelDetector, load_detector
@@ -83,6 +85,17 @@ def test_exported_files_detect_what_the_saved_model_detects(exported, images, na
         found = detector.detect_image(image)
         assert found["boxes"].shape == reference["boxes"].shape  # the sidecar's k (the run's)
         _matched(reference, found, 0.05, box_tolerance, score_tolerance)
+
+
+def test_sidecar_carries_the_runs_decoding_and_overrides_replace_it(exported, smoke_run,
+                                                                    images):
+    run_eval = OmegaConf.load(Path(smoke_run) / ".hydra" / "config.yaml").eval
+    sidecar = json.loads(Path(f"{exported['onnx']}.json").read_text())
+    assert {key: sidecar[key] for key in DECODING_KEYS} == {key: run_eval[key]
+                                                           for key in DECODING_KEYS}
+    detector = load_detector(exported["onnx"], {"k": 7, "cross_class_iou": None})
+    assert detector.decoding == Decoding(7, run_eval.flip_test, None, run_eval.cross_class_decay)
+    assert detector.detect_image(images[0])["boxes"].shape == (7, 4)
 
 
 def test_int8_file_takes_uint8_and_returns_boxes_inside_the_image(exported, images):

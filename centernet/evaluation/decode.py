@@ -106,6 +106,57 @@ def decode(heatmap_logits: tf.Tensor, wh: tf.Tensor, reg: tf.Tensor,
     return _detections(tf.sigmoid(top_logits), flat_index, wh, reg, tf.shape(logits)[3])
 
 
+def box_iou_matrix(boxes: tf.Tensor) -> tf.Tensor:
+    """IoU of every pair of each image's boxes.
+
+    Args: boxes `[B, K, 4]` xyxy.
+    Returns: `[B, K, K]` float32; 0 where both boxes have no area.
+    """
+    boxes = tf.cast(boxes, tf.float32)
+    x1, y1, x2, y2 = (boxes[..., i] for i in range(4))
+    area = tf.maximum(x2 - x1, 0.0) * tf.maximum(y2 - y1, 0.0)
+
+    def overlap(low, high):
+        return tf.maximum(tf.minimum(high[:, :, tf.newaxis], high[:, tf.newaxis, :])
+                          - tf.maximum(low[:, :, tf.newaxis], low[:, tf.newaxis, :]), 0.0)
+
+    intersection = overlap(x1, x2) * overlap(y1, y2)
+    union = area[:, :, tf.newaxis] + area[:, tf.newaxis, :] - intersection
+    return tf.math.divide_no_nan(intersection, union)
+
+
+def decay_cross_class_twins(boxes: tf.Tensor, scores: tf.Tensor, classes: tf.Tensor,
+                            iou_threshold: float, decay: float
+                            ) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Lower the score of every detection whose box overlaps a higher-scoring detection of
+    another class by IoU > `iou_threshold` (its score times `decay`), then sort again.
+
+    CenterNet's 3x3 peak "NMS" is per class, so an object the classifier has not settled
+    comes out twice, once per class, with nearly the same box. Where objects of different
+    classes seldom share a box, the lower twin is mostly a false positive; decaying it
+    rather than dropping it keeps it for recall when the higher twin has the wrong class (a
+    class-agnostic NMS, which drops it, measured worse on the shapes data: README, "Time to
+    a good detector"). Each detection is compared with the original scores of those above
+    it (not the decayed ones), so the result does not depend on the order of equal scores.
+
+    Args:
+        boxes: `[B, K, 4]` xyxy; scores: `[B, K]`; classes: `[B, K]` int.
+        iou_threshold: IoU above which two detections of different classes are twins.
+        decay: factor in `[0, 1]` for the lower twin's score.
+
+    Returns:
+        `(boxes, scores, classes)` reordered by the new scores, descending.
+    """
+    scores = tf.cast(scores, tf.float32)
+    higher = scores[:, :, tf.newaxis] > scores[:, tf.newaxis, :]  # [B, i, j]: i above j
+    other_class = tf.not_equal(classes[:, :, tf.newaxis], classes[:, tf.newaxis, :])
+    twin = higher & other_class & (box_iou_matrix(boxes) > iou_threshold)
+    decayed = tf.where(tf.reduce_any(twin, axis=1), scores * decay, scores)
+    order = tf.argsort(decayed, axis=1, direction="DESCENDING", stable=True)
+    return (tf.gather(boxes, order, batch_dims=1), tf.gather(decayed, order, batch_dims=1),
+            tf.gather(classes, order, batch_dims=1))
+
+
 def merge_flipped(outputs: Mapping[str, tf.Tensor],
                   flipped_outputs: Mapping[str, tf.Tensor]) -> Tuple[tf.Tensor, tf.Tensor,
                                                                      tf.Tensor]:

@@ -13,19 +13,21 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from centernet.config import RunConfig
+from centernet.config import Decoding, RunConfig
 from centernet.data.letterbox import letterbox_image
 from centernet.data.pipeline import AUTOTUNE, eval_dataset
 from centernet.data.sources import Source, decode_record
-from centernet.evaluation.decode import decode_probs, merge_flipped, to_original_pixels
+from centernet.evaluation.decode import (decay_cross_class_twins, decode_probs, merge_flipped,
+                                         to_original_pixels)
 from centernet.errors import DataError
 from centernet.evaluation.metrics import CocoEvaluator, GroundTruthImage, coco_ground_truth
 
 
 def detections_from_outputs(outputs: Dict[str, tf.Tensor],
                             mirrored_outputs: Optional[Dict[str, tf.Tensor]],
-                            letterbox: tf.Tensor, original_size: tf.Tensor, k: int,
-                            with_heatmap: bool = False) -> Dict[str, tf.Tensor]:
+                            letterbox: tf.Tensor, original_size: tf.Tensor,
+                            decoding: Decoding, with_heatmap: bool = False
+                            ) -> Dict[str, tf.Tensor]:
     """Decode network outputs into detections in original image pixels.
 
     The one post-processing of every path: the Keras model (`Predictor`), and the LiteRT and
@@ -35,18 +37,23 @@ def detections_from_outputs(outputs: Dict[str, tf.Tensor],
         outputs: `heatmap` `[B, S/4, S/4, C]` logits, `wh` and `reg` `[B, S/4, S/4, 2]`.
         mirrored_outputs: the outputs of the horizontally mirrored images (flip test), or None.
         letterbox: `[B, 4]` letterbox params; original_size: `[B, 2]` (height, width).
-        k: detections per image.
+        decoding: `k` detections per image and the cross-class twin decay (`flip_test` is
+            the caller's: it passes `mirrored_outputs`).
         with_heatmap: also return the heatmap probabilities (`heatmap`).
 
     Returns:
-        `boxes` `[B, K, 4]` xyxy original pixels, `scores` `[B, K]`, `classes` `[B, K]` int32.
+        `boxes` `[B, K, 4]` xyxy original pixels, `scores` `[B, K]` descending, `classes`
+        `[B, K]` int32.
     """
     if mirrored_outputs is not None:
         probs, wh, reg = merge_flipped(outputs, mirrored_outputs)
     else:
         probs = tf.sigmoid(outputs["heatmap"])
         wh, reg = outputs["wh"], outputs["reg"]
-    boxes, scores, classes = decode_probs(probs, wh, reg, k)
+    boxes, scores, classes = decode_probs(probs, wh, reg, decoding.k)
+    if decoding.cross_class_iou is not None:
+        boxes, scores, classes = decay_cross_class_twins(
+            boxes, scores, classes, decoding.cross_class_iou, decoding.cross_class_decay)
     result = {"boxes": to_original_pixels(boxes, letterbox, original_size),
               "scores": scores, "classes": classes}
     return result | {"heatmap": probs} if with_heatmap else result
@@ -88,16 +95,14 @@ class Predictor(ImageDetector):
 
     Args:
         model: a CenterNet model from `build_model`.
-        k: detections per image.
-        flip_test: average each image's heatmap and sizes with its mirror's.
+        decoding: `k`, `flip_test`, the cross-class twin decay (the run's `eval` keys).
         with_heatmap: also return the `[B, S/4, S/4, C]` heatmap probabilities (`heatmap`).
     """
 
-    def __init__(self, model: keras.Model, k: int = 100, flip_test: bool = False,
+    def __init__(self, model: keras.Model, decoding: Decoding = Decoding(),
                  with_heatmap: bool = False):
         self.model = model
-        self.k = k
-        self.flip_test = flip_test
+        self.decoding = decoding
         self.with_heatmap = with_heatmap
         self.input_size = size = int(model.input_shape[1])
         self._predict = tf.function(self.detect, input_signature=[
@@ -120,9 +125,9 @@ class Predictor(ImageDetector):
         """
         outputs = self.model(images, training=False)
         mirrored = (self.model(tf.reverse(images, axis=[2]), training=False)
-                    if self.flip_test else None)
-        return detections_from_outputs(outputs, mirrored, letterbox, original_size, self.k,
-                                       self.with_heatmap)
+                    if self.decoding.flip_test else None)
+        return detections_from_outputs(outputs, mirrored, letterbox, original_size,
+                                       self.decoding, self.with_heatmap)
 
     def __call__(self, batch: Dict[str, tf.Tensor]) -> Dict[str, np.ndarray]:
         """Detections of an `eval_dataset` batch: `boxes` `[B, K, 4]` xyxy original pixels,
@@ -224,7 +229,7 @@ class SplitEvaluator:
         self.evaluator = CocoEvaluator(truth, source.category_ids, source.class_names,
                                        voc_metrics=cfg.eval.voc_metrics,
                                        score_threshold=cfg.eval.score_threshold)
-        self.predictor = Predictor(model, cfg.eval.k, cfg.eval.flip_test)
+        self.predictor = Predictor(model, cfg.eval.decoding)
 
     def __call__(self) -> Dict[str, float]:
         return evaluate_predictions(self.predictor, self.batches, self.evaluator)

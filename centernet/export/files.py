@@ -69,14 +69,14 @@ def export(model: keras.Model, run: RunConfig, class_names, category_ids, file_f
         from centernet.evaluation.inference import Predictor
         from centernet.export.saved_model import export_saved_model
 
-        return export_saved_model(Predictor(model, run.eval.k, run.eval.flip_test), class_names,
+        return export_saved_model(Predictor(model, run.eval.decoding), class_names,
                                   category_ids, output)
     if file_format == "onnx":
         if precision != "float32":
             raise ConfigError(f"export.precision={precision}: the ONNX export is float32 only")
         network.write_onnx(model, size, output)
         network.write_sidecar(output, size, "float32", class_names, category_ids, checkpoint,
-                              run.eval.k, run.eval.flip_test)
+                              run.eval.decoding)
         return output
     calibrated = []
 
@@ -96,7 +96,7 @@ def export(model: keras.Model, run: RunConfig, class_names, category_ids, file_f
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_bytes(flatbuffer)
     network.write_sidecar(output, size, "uint8" if precision == "int8" else "float32",
-                          class_names, category_ids, checkpoint, run.eval.k, run.eval.flip_test)
+                          class_names, category_ids, checkpoint, run.eval.decoding)
     if precision == "int8":
         report(f"int8 calibrated on {len(calibrated)} image(s) of the "
                f"{run.dataset.train_split} split")

@@ -4,6 +4,7 @@ validation split, every format going through its whole image -> detections path.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -82,7 +83,7 @@ def export_figures(model, run: RunConfig, class_names: Sequence[str],
                           Path(directory) / name, checkpoint, precision,
                           run.export.calibration_images, report=progress)
             detector = (SavedModelDetector(path) if file_format == "saved_model"
-                        else load_detector(path, run.eval.k, run.eval.flip_test))
+                        else load_detector(path, dataclasses.asdict(run.eval.decoding)))
             progress(f"{file_format} {precision}: latency, evaluation")
             latency = _latency_ms(detector.detect_image, first_image, repeats)
             evaluator.reset()

@@ -13,6 +13,7 @@ names and category ids, so the file can be used without the run directory.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import logging
@@ -25,7 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from centernet.config import DOWN_RATIO
+from centernet.config import DOWN_RATIO, Decoding
 from centernet.errors import ConfigError
 
 LITERT_PRECISIONS = ("float32", "float16", "int8")
@@ -169,9 +170,10 @@ def non_builtin_ops(flatbuffer: bytes) -> List[str]:
 
 
 def write_sidecar(path: Path, input_size: int, input_dtype: str, class_names: Sequence[str],
-                  category_ids: Sequence[int], source: str, k: int, flip_test: bool) -> Path:
+                  category_ids: Sequence[int], source: str, decoding: Decoding) -> Path:
     """`<path>.json`: what a user of the file needs besides the file (module docstring), and
-    the run's decoding settings (`k`, `flip_test`) as the runtime's defaults."""
+    the run's decoding settings (`k`, `flip_test`, `cross_class_iou`, `cross_class_decay`)
+    as the runtime's defaults."""
     sidecar = Path(f"{path}.json")
     sidecar.write_text(json.dumps({
         "input": {"name": "image", "shape": [1, input_size, input_size, 3],
@@ -183,6 +185,6 @@ def write_sidecar(path: Path, input_size: int, input_dtype: str, class_names: Se
                     "x, y in output pixels"},
         "stride": DOWN_RATIO, "class_names": list(class_names),
         "category_ids": [int(c) for c in category_ids], "checkpoint": source,
-        "k": int(k), "flip_test": bool(flip_test),
+        **dataclasses.asdict(decoding),
     }, indent=1) + "\n")
     return sidecar

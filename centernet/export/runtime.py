@@ -14,13 +14,15 @@ LiteRT runs with `ai-edge-litert`, ONNX with `onnxruntime`: the optional extra
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 import tensorflow as tf
 
+from centernet.config import DECODING_KEYS, Decoding
 from centernet.errors import ConfigError, DataError
 from centernet.evaluation.inference import ImageDetector, detections_from_outputs
 from centernet.export.network import OUTPUTS
@@ -108,20 +110,20 @@ class ExportedDetector(ImageDetector):
     Args:
         network: a `LiteRTNetwork` or `OnnxNetwork`.
         class_names: the class names, in class-id order.
-        k: detections per image.
-        flip_test: also run the mirrored image and average, as `eval.flip_test` does.
+        decoding: `k`, `flip_test` (also run the mirrored image and average), the cross-class
+            twin decay, as the run's `eval` keys do.
         with_heatmap: also return the heatmap probabilities (`heatmap`).
     """
 
-    def __init__(self, network, class_names: List[str], k: int = 100, flip_test: bool = False,
+    def __init__(self, network, class_names: List[str], decoding: Decoding = Decoding(),
                  with_heatmap: bool = False):
         self.network = network
         self.class_names = list(class_names)
         self.input_size = network.input_size
-        self.flip_test = flip_test
+        self.decoding = decoding
         self._decode = tf.function(
             lambda outputs, mirrored, letterbox, size: detections_from_outputs(
-                outputs, mirrored, letterbox, size, k, with_heatmap))
+                outputs, mirrored, letterbox, size, decoding, with_heatmap))
 
     def _outputs(self, images: np.ndarray) -> Dict[str, np.ndarray]:
         """The network's outputs for a batch, one image at a time (the files take batch 1)."""
@@ -131,23 +133,24 @@ class ExportedDetector(ImageDetector):
     def __call__(self, batch: Dict[str, tf.Tensor]) -> Dict[str, np.ndarray]:
         images = np.asarray(batch["image"])
         outputs = self._outputs(images)
-        mirrored = self._outputs(images[:, :, ::-1]) if self.flip_test else None
+        mirrored = self._outputs(images[:, :, ::-1]) if self.decoding.flip_test else None
         result = self._decode(outputs, mirrored, tf.cast(batch["letterbox"], tf.float32),
                               tf.cast(batch["original_size"], tf.int32))
         return {"image_id": np.asarray(batch["image_id"]),
                 **{key: value.numpy() for key, value in result.items()}}
 
 
-def load_detector(path: Path, k: Optional[int] = None, flip_test: Optional[bool] = None,
+def load_detector(path: Path, overrides: Optional[Mapping[str, Any]] = None,
                   with_heatmap: bool = False, threads: int = 2) -> ExportedDetector:
-    """An `ExportedDetector` for a `.tflite` or `.onnx` file: class names, and unless given
-    `k` and `flip_test`, from the sidecar `<file>.json` (the run's `eval` settings)."""
+    """An `ExportedDetector` for a `.tflite` or `.onnx` file: class names and decoding from
+    the sidecar `<file>.json` (the run's `eval` settings), the `Decoding` keys in `overrides`
+    (e.g. `{"k": 50}`) replacing the sidecar's. A sidecar written before a key existed
+    gives that key's default."""
     network = open_network(path, threads)
     sidecar = read_sidecar(path)
+    decoding = Decoding(**{key: sidecar[key] for key in DECODING_KEYS if key in sidecar})
     return ExportedDetector(network, sidecar["class_names"],
-                            sidecar["k"] if k is None else k,
-                            sidecar["flip_test"] if flip_test is None else flip_test,
-                            with_heatmap)
+                            dataclasses.replace(decoding, **(overrides or {})), with_heatmap)
 
 
 class SavedModelDetector:
