@@ -458,3 +458,10 @@ def test_render_targets_tf_function_unknown_n_single_trace():
         g = f(tf.constant(b.reshape(-1, 4)), tf.constant(l.reshape(-1)))
         assert_targets_match(g, ref_render(b, l, (H, W), C, K), (H, W), C, K)
     assert f.experimental_get_tracing_count() == 1
+
+
+@pytest.mark.parametrize("label", [-1, 3])
+def test_label_outside_the_classes_is_refused(label):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="labels must be in 0..2"):
+        T.render_targets(tf.constant([[1.0, 1.0, 5.0, 5.0], [2.0, 2.0, 9.0, 9.0]]),
+                       tf.constant([0, label]), 16, 3, 8)
