@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from centernet.config import validate
+from centernet.config import Decoding, validate
 from centernet.engine.ema import WeightAverage, ema_objects
 from centernet.engine.hardware import (Machine, auto_choices, choose_jit, choose_precision,
                                        cpu_flags)
@@ -27,6 +27,19 @@ def test_default_run_uses_the_fast_recipe():
     assert cfg.model.neck == "shortcut"
     assert cfg.targets.kind == "ttfnet"
     assert cfg.loss.giou_weight > 0
+
+
+def test_fast_recipe_tuning_for_shapes_applies_to_shapes_only():
+    on_shapes = composed()
+    assert on_shapes.loss.heatmap_weight == 2.0
+    assert on_shapes.eval.decoding == Decoding(100, True, 0.7, 0.3)
+    assert (on_shapes.train.max_steps, on_shapes.train.eval_every) == (1100, 0)
+    elsewhere = composed("dataset=voc_xml", "dataset.root=somewhere")
+    assert elsewhere.loss.heatmap_weight == 1.0
+    assert elsewhere.eval.decoding == Decoding()
+    original = composed("recipe=centernet")
+    assert original.eval.decoding == Decoding()  # k 100, no flip, no cross-class decay
+    assert (original.train.max_steps, original.train.eval_every) == (1000, 500)
 
 
 def test_recipe_centernet_is_the_original_centernet():
