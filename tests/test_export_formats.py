@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 
 from centernet.config import DECODING_KEYS, Decoding
 from centernet.engine.run_log import read_metrics
+from centernet.evaluation.inference import image_batch
 from centernet.export import network
 from centernet.export.runtime import SavedModelDetector, load_detector
 from conftest import run_script
@@ -72,11 +73,8 @@ def _matched(reference: dict, other: dict, threshold: float, box_tolerance: floa
     assert (other["scores"] > clear).sum() <= keep.sum()
 
 
-@pytest.mark.parametrize("name, box_tolerance, score_tolerance",
-                         [("float32", 1e-3, 1e-5), ("onnx", 1e-3, 1e-5),
-                          ("float16", 0.5, 2e-3)])
-def test_exported_files_detect_what_the_saved_model_detects(exported, images, name,
-                                                             box_tolerance, score_tolerance):
+@pytest.mark.parametrize("name", ["float32", "onnx"])
+def test_exported_files_detect_what_the_saved_model_detects(exported, images, name):
     saved_model = SavedModelDetector(exported["saved_model"])
     detector = load_detector(exported[name])
     assert detector.class_names == saved_model.class_names == ["circle", "rectangle", "triangle"]
@@ -84,7 +82,25 @@ def test_exported_files_detect_what_the_saved_model_detects(exported, images, na
         reference = saved_model.detect_image(image)
         found = detector.detect_image(image)
         assert found["boxes"].shape == reference["boxes"].shape  # the sidecar's k (the run's)
-        _matched(reference, found, 0.05, box_tolerance, score_tolerance)
+        _matched(reference, found, 0.05, box_tolerance=1e-3, score_tolerance=1e-5)
+
+
+def test_float16_file_outputs_are_the_float32_files_within_float16_rounding(exported, images):
+    """float16 changes only the network's weights (rounded to 11 significant bits; the
+    decoding around them is the same code as float32's, checked exactly above), so it is
+    checked where the rounding acts: each output (`heatmap` logits, `wh`, `reg`) within 0.5%
+    of that output's largest magnitude of the float32 file's (rounding the weights moved them
+    by 0.05-0.11% on the smoke run; the int8 file by 1.5-85%). Decoded boxes are not compared: a peak between two
+    near-equal neighbours may move by one cell under any rounding."""
+    float32, float16 = load_detector(exported["float32"]), load_detector(exported["float16"])
+    assert Path(exported["float16"]).stat().st_size < 0.6 * Path(exported["float32"]).stat().st_size
+    for image in images:
+        letterboxed = image_batch(image, float32.input_size)["image"].numpy()
+        reference, rounded = float32.network(letterboxed), float16.network(letterboxed)
+        for name in ("heatmap", "wh", "reg"):
+            scale = np.abs(reference[name]).max()
+            difference = np.abs(rounded[name] - reference[name]).max()
+            assert 0 < difference <= 5e-3 * scale, (name, difference, scale)
 
 
 def test_sidecar_carries_the_runs_decoding_and_overrides_replace_it(exported, smoke_run,
