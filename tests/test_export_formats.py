@@ -90,8 +90,9 @@ def test_float16_file_outputs_are_the_float32_files_within_float16_rounding(expo
     decoding around them is the same code as float32's, checked exactly above), so it is
     checked where the rounding acts: each output (`heatmap` logits, `wh`, `reg`) within 0.5%
     of that output's largest magnitude of the float32 file's (rounding the weights moved them
-    by 0.05-0.11% on the smoke run; the int8 file by 1.5-85%). Decoded boxes are not compared: a peak between two
-    near-equal neighbours may move by one cell under any rounding."""
+    by 0.05-0.11% on the smoke run; the int8 file's by 1.5-85%). Decoded boxes are not
+    compared: a peak between two near-equal neighbours may move by one cell under any
+    rounding."""
     float32, float16 = load_detector(exported["float32"]), load_detector(exported["float16"])
     assert Path(exported["float16"]).stat().st_size < 0.6 * Path(exported["float32"]).stat().st_size
     for image in images:
