@@ -15,7 +15,8 @@
                 train each of --recipes (default: centernet ttfnet) with the same overrides,
                 one scripts/train.py process each, and write a table and
                 time_to_accuracy.png of AP50 and AP against seconds and images seen into
-                --out (a directory; default outputs/time_to_accuracy). --runs NAME=DIR ...
+                --out (a new directory, default outputs/time_to_accuracy: it refuses one
+                that already holds its runs rather than resume them). --runs NAME=DIR ...
                 reports existing run directories instead of training.
   export        for a trained run (run_dir=DIR [checkpoint=PATH] [key=value ...]): each
                 format and precision's file size, single-image latency (median of --repeats
@@ -33,6 +34,8 @@ import sys
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+
+import centernet.cli  # noqa: F401  the scripts' quiet start (`verbose=1` shows TensorFlow's lines)
 
 CONFIGS = str(Path(__file__).resolve().parent.parent / "configs")
 
@@ -106,6 +109,10 @@ def run_time_to_accuracy(args) -> None:
             raise SystemExit(f"error: --runs takes NAME=DIR entries, got {bad[0]!r}")
         curves = [tta.read_curve(name, Path(directory)) for name, directory in named]
     else:
+        try:
+            tta.check_runs_are_new(args.recipes, out)
+        except FileExistsError as error:
+            raise SystemExit(f"error: {error}") from None
         curves = [tta.train_recipe(recipe, args.overrides, out) for recipe in args.recipes]
     command = "python scripts/benchmark.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     for path in tta.write_report(curves, out, command, machine_line()):

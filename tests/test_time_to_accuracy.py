@@ -41,6 +41,18 @@ def test_a_run_without_timed_evaluations_is_named(tmp_path):
         tta.read_curve("old", tmp_path / "old")
 
 
+def test_command_refuses_to_train_into_an_earlier_run_and_changes_nothing(tmp_path):
+    earlier = tmp_path / "tta" / "runs" / "ttfnet"
+    write_run(earlier, [(100, 60.0, 0.30, 0.55)])
+    before = (earlier / "metrics.jsonl").read_text()
+    finished = run_script("benchmark.py", "time-to-accuracy", "--out", str(tmp_path / "tta"))
+    assert finished.returncode != 0
+    assert f"{earlier} already hold a run" in finished.stderr
+    assert not (tmp_path / "tta" / "runs" / "centernet").exists()
+    assert (earlier / "metrics.jsonl").read_text() == before
+    tta.check_runs_are_new(["ttfnet"], tmp_path / "elsewhere")  # a new folder is fine
+
+
 @pytest.mark.slow
 def test_time_to_accuracy_command_trains_both_recipes_and_reports(tmp_path, smoke_overrides):
     out = tmp_path / "tta"

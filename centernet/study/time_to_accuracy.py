@@ -66,6 +66,22 @@ def read_curve(name: str, run_dir: Path, wall_seconds: Optional[float] = None) -
     return Curve(name, str(run_dir), points, wall_seconds)
 
 
+def check_runs_are_new(recipes: Sequence[str], out_dir: Path) -> None:
+    """Refuse to train into `out_dir/runs/<recipe>` folders that already hold a run: training
+    there would resume it under today's settings and report a mixture of two runs.
+
+    Raises:
+        FileExistsError: naming every such folder.
+    """
+    used = [out_dir / "runs" / recipe for recipe in recipes
+            if (out_dir / "runs" / recipe).is_dir() and any((out_dir / "runs" / recipe).iterdir())]
+    if used:
+        names = ", ".join(str(path) for path in used)
+        raise FileExistsError(
+            f"{names} already hold a run; give a new --out, or report existing runs without "
+            f"training with --runs NAME=DIR")
+
+
 def train_recipe(recipe: str, overrides: Sequence[str], out_dir: Path) -> Curve:
     """Train `recipe=<recipe>` with `overrides` in `out_dir/runs/<recipe>` and read its curve.
 
