@@ -76,3 +76,17 @@ def test_dense_l1_loss_is_the_weighted_mean():
     got = dense_l1_loss(tf.constant(pred, tf.float32), tf.constant(target, tf.float32),
                         tf.constant(weight, tf.float32))
     assert float(got) == pytest.approx(expected, rel=1e-5)
+
+
+def test_dense_targets_of_a_padded_batch_match_the_reference_image_by_image():
+    from centernet.data.targets import render_targets_batch
+    from test_targets import batch_scenes
+    size, max_objects = (24, 40), 12
+    scenes, (boxes, labels) = batch_scenes(6, *size, 3)
+    got = render_targets_batch(boxes, labels, size, 3, max_objects, dense_wh=True,
+                               dense_reg=True)
+    for index, (b, l) in enumerate(scenes):
+        dense_wh, dense_reg, weight = ref_dense(b, l, size, max_objects)
+        np.testing.assert_allclose(got["dense_wh"][index].numpy(), dense_wh, atol=1e-5)
+        np.testing.assert_allclose(got["dense_reg"][index].numpy(), dense_reg, atol=1e-5)
+        np.testing.assert_allclose(got["dense_mask"][index].numpy(), weight, atol=1e-6)

@@ -465,3 +465,44 @@ def test_label_outside_the_classes_is_refused(label):
     with pytest.raises(tf.errors.InvalidArgumentError, match="labels must be in 0..2"):
         T.render_targets(tf.constant([[1.0, 1.0, 5.0, 5.0], [2.0, 2.0, 9.0, 9.0]]),
                        tf.constant([0, label]), 16, 3, 8)
+
+
+# --------------------------------------------------------------------------------------------
+# render_targets_batch: the pipeline renders whole batches
+# --------------------------------------------------------------------------------------------
+
+
+def padded_batch(scenes):
+    """Scenes `[(boxes [n, 4], labels [n])]` padded with zero rows to one `[B, N, 4]` and
+    `[B, N]`, as `tf.data`'s `padded_batch` pads them."""
+    rows = max(len(boxes) for boxes, _ in scenes)
+    boxes = np.zeros((len(scenes), rows, 4), np.float32)
+    labels = np.zeros((len(scenes), rows), np.int32)
+    for index, (b, l) in enumerate(scenes):
+        boxes[index, :len(b)], labels[index, :len(l)] = b, l
+    return boxes, labels
+
+
+def batch_scenes(seed, H, W, C):
+    """Four images: random scenes of 20 and 3 boxes, one with no boxes at all, one with more
+    boxes than slots; padded to the longest."""
+    rng = np.random.default_rng(seed)
+    scenes = [random_scene(rng, H, W, C, 20), random_scene(rng, H, W, C, 3)[:2],
+              (np.zeros((0, 4), np.float32), np.zeros((0,), np.int32)),
+              random_scene(rng, H, W, C, 40)]
+    return scenes, padded_batch(scenes)
+
+
+@pytest.mark.parametrize("size, C, K", [((24, 40), 3, 12), ((32, 32), 2, 64)])
+def test_render_targets_batch_matches_the_reference_image_by_image(size, C, K):
+    """Each image of a padded batch gets exactly the float64 reference's targets of its own
+    boxes: padding rows take no slot, slots and drops are counted per image, no image's
+    objects leak into another's heatmap."""
+    scenes, (boxes, labels) = batch_scenes(5, *size, C)
+    got = to_numpy(T.render_targets_batch(tf.constant(boxes), tf.constant(labels), size, C, K))
+    assert got["heatmap"].shape == (4, *size, C) and got["num_dropped"].shape == (4,)
+    for index, (b, l) in enumerate(scenes):
+        image = {key: value[index] for key, value in got.items()}
+        assert_targets_match(image, ref_render(b, l, size, C, K), size, C, K)
+    assert not got["heatmap"][2].any() and not got["mask"][2].any()
+    assert (got["num_dropped"][3] > 0) == (K == 12)  # the 40-box scene overflows 12 slots

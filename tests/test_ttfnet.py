@@ -192,3 +192,24 @@ def test_centernet_loss_uses_the_dense_giou_with_ttf_targets():
     np.testing.assert_allclose(float(parts["loss"]),
                                float(parts["heatmap"]) + 0.1 * float(parts["wh"])
                                + float(parts["offset"]) + 5.0 * float(parts["giou"]), rtol=1e-6)
+
+
+def test_ttf_batch_matches_the_reference_image_by_image():
+    """A padded batch of the cases above (zero rows pad the shorter ones): each image gets the
+    float64 reference's targets of its own boxes, and no object of one image owns a cell of
+    another (the ranks that choose a cell's owner run over the whole batch)."""
+    from test_targets import padded_batch
+    from centernet.data.targets import render_ttf_targets_batch
+    scenes = [(np.asarray(b, np.float32).reshape(-1, 4), np.asarray(l, np.int32))
+              for b, l in CASES.values()]
+    boxes, labels = padded_batch(scenes)
+    size, classes = 32, 3
+    got = render_ttf_targets_batch(tf.constant(boxes), tf.constant(labels), size, classes, 8)
+    assert got["box_weight"].shape == (len(scenes), size, size)
+    for index, (b, l) in enumerate(scenes):
+        heatmap, box_target, box_weight = ref_ttf(b, l, size, classes)
+        np.testing.assert_allclose(got["heatmap"][index].numpy(), heatmap, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(got["box_target"][index].numpy(), box_target, rtol=1e-6,
+                                   atol=1e-5)
+        np.testing.assert_allclose(got["box_weight"][index].numpy(), box_weight, rtol=1e-5,
+                                   atol=1e-6)

@@ -1,7 +1,11 @@
 """CenterNet training targets: Gaussian class heatmaps and size/offset regression at centres.
 
 Everything here is vectorised TensorFlow that runs inside `tf.data.Dataset.map` (graph mode):
-one set of tensor ops for all objects of an image, no Python loop per object. The maths is the
+one set of tensor ops for all objects of a whole batch of images (`render_targets_batch`,
+`render_ttf_targets_batch`; the pipeline renders after batching, so each op's fixed cost is
+paid once per batch and the batch's heatmaps are written once, in place, not copied by
+`batch()`), no Python loop per object. `render_targets` and `render_ttf_targets` are the same
+code on a batch of one. The maths is the
 original CenterNet's (DESIGN.md, Targets); box geometry is computed in float64 so that the
 integer centres and radii match a float64 reference exactly, the heatmap in float32.
 """
@@ -64,10 +68,10 @@ def _gaussian_1d(coords: tf.Tensor, centres: tf.Tensor, radii: tf.Tensor,
     return tf.cast(tf.where(inside, values, tf.zeros_like(values)), tf.float32)
 
 
-def _window_heatmap(int_x: tf.Tensor, int_y: tf.Tensor, radii: Tuple[tf.Tensor, tf.Tensor],
-                    sigmas: Tuple[tf.Tensor, tf.Tensor], labels: tf.Tensor, height: int,
-                    width: int, num_classes: int) -> tf.Tensor:
-    """The class heatmap from each object's Gaussian window alone.
+def _window_heatmap(objects: "_Objects", radii: Tuple[tf.Tensor, tf.Tensor],
+                    sigmas: Tuple[tf.Tensor, tf.Tensor], height: int, width: int,
+                    num_classes: int) -> tf.Tensor:
+    """The batch's class heatmaps from each object's Gaussian window alone.
 
     Object `n` covers the cells `|x - int_x[n]| <= radius_x[n]`, `|y - int_y[n]| <= radius_y[n]`
     inside the grid with `exp(-dy^2 / 2 sigma_y^2) * exp(-dx^2 / 2 sigma_x^2)`: each factor in
@@ -76,15 +80,17 @@ def _window_heatmap(int_x: tf.Tensor, int_y: tf.Tensor, radii: Tuple[tf.Tensor, 
     cells are laid out in one flat list of `M = sum of window areas` entries (not
     `N x H x W`), cells shared by windows of one class keep their maximum
     (`unsorted_segment_max` over `tf.unique`), and the result is written into a zero
-    `[H, W, C]` tensor in one pass (`SparseToDense`; a scatter-max into zeros measured 1.5-2x
-    slower). The op count is kept low on purpose: at 10 objects each op's fixed cost, not the
-    arithmetic, is most of the time.
+    `[B, H, W, C]` tensor in one pass (`SparseToDense`; a scatter-max into zeros measured
+    1.5-2x slower). The op count is kept low on purpose: at 10 objects each op's fixed cost,
+    not the arithmetic, is most of the time.
 
-    Args: int_x, int_y `[N]` float64; radii and sigmas `(x, y)` pairs of `[N]` float64 (the
-        same tensor twice for a round Gaussian); labels `[N]` int32.
-    Returns: `[H, W, C]` float32, the element-wise maximum of the objects' Gaussians per class.
+    Args: objects: the kept objects (`int_x`, `int_y`, `labels`, `image` `[N]`); radii and
+        sigmas `(x, y)` pairs of `[N]` float64 (the same tensor twice for a round Gaussian).
+    Returns: `[B, H, W, C]` float32, per image the element-wise maximum of its objects'
+        Gaussians per class.
     """
     (radius_x, radius_y), (sigma_x, sigma_y) = radii, sigmas
+    int_x, int_y = objects.int_x, objects.int_y
     cx, cy = tf.cast(int_x, tf.int32), tf.cast(int_y, tf.int32)
     rx, ry = tf.cast(radius_x, tf.int32), tf.cast(radius_y, tf.int32)
     x0, y0 = tf.maximum(cx - rx, 0), tf.maximum(cy - ry, 0)
@@ -102,28 +108,24 @@ def _window_heatmap(int_x: tf.Tensor, int_y: tf.Tensor, radii: Tuple[tf.Tensor, 
     ends = tf.cumsum(cells)
     entry = tf.range(tf.reduce_sum(cells))  # [M] one entry per window cell
     owner = tf.searchsorted(ends, entry, side="right")  # the object of each entry
-    per_object = tf.gather(tf.stack([span_x, ends - cells, x0, y0, labels], axis=1), owner)
-    row_length, first, left, top, label = tf.unstack(per_object, axis=1)
+    per_object = tf.gather(tf.stack([span_x, ends - cells, x0, y0, objects.labels,
+                                     objects.image], axis=1), owner)
+    row_length, first, left, top, label, image = tf.unstack(per_object, axis=1)
     row, column = tf.math.floordiv(entry - first, row_length), tf.math.floormod(entry - first,
                                                                               row_length)
     table = owner * widest
     values = (tf.gather(factors(y0, int_y, sigma_y), table + row)
               * tf.gather(factors(x0, int_x, sigma_x), table + column))
-    flat_index = ((top + row) * width + left + column) * num_classes + label
+    # int64: a large batch's B * H * W * C passes 2^31
+    flat_index = ((tf.cast(image * height + top + row, tf.int64) * width
+                   + tf.cast(left + column, tf.int64)) * num_classes + tf.cast(label, tf.int64))
     cell, which = tf.unique(flat_index)  # overlapping windows of one class share cells
     peak = tf.math.unsorted_segment_max(values, which, tf.size(cell))
-    heatmap = tf.raw_ops.SparseToDense(sparse_indices=cell,
-                                       output_shape=[height * width * num_classes],
+    size = tf.cast(objects.batch_size, tf.int64) * (height * width * num_classes)
+    heatmap = tf.raw_ops.SparseToDense(sparse_indices=cell, output_shape=size[tf.newaxis],
                                        sparse_values=peak, default_value=0.0,
                                        validate_indices=False)
-    return tf.reshape(heatmap, [height, width, num_classes])
-
-
-def _pad_rows(values: tf.Tensor, rows: int) -> tf.Tensor:
-    """Zero-pad the first axis of `values` up to `rows`."""
-    missing = rows - tf.shape(values)[0]
-    padding = [[0, missing]] + [[0, 0]] * (len(values.shape) - 1)
-    return tf.pad(values, padding)
+    return tf.reshape(heatmap, [-1, height, width, num_classes])
 
 
 def render_targets(boxes, labels, output_size: OutputSize, num_classes: int, max_objects: int,
@@ -161,6 +163,28 @@ def render_targets(boxes, labels, output_size: OutputSize, num_classes: int, max
         `is_offset`), and `dense_mask` `[H, W]` the heatmap's maximum over classes, the loss
         weight.
     """
+    return _first_of(render_targets_batch(_one_image(boxes, 4), _one_image(labels),
+                                          output_size, num_classes, max_objects, min_overlap,
+                                          dense_wh, dense_reg, clip_to_edge))
+
+
+def render_targets_batch(boxes, labels, output_size: OutputSize, num_classes: int,
+                         max_objects: int, min_overlap: float = 0.7, dense_wh: bool = False,
+                         dense_reg: bool = False, clip_to_edge: bool = False
+                         ) -> Dict[str, tf.Tensor]:
+    """`render_targets` of a batch of images in one set of ops.
+
+    Args:
+        boxes: `[B, N, 4]` float, each image's boxes padded to a common `N` with rows without
+            area (`tf.data`'s `padded_batch` pads with zeros), which take no slot.
+        labels: `[B, N]` int, padded likewise (any id in `0..C-1`).
+        the others: as `render_targets`.
+
+    Returns:
+        `render_targets`'s dict with a leading batch axis: `heatmap` `[B, H, W, C]`, `wh` and
+        `reg` `[B, K, 2]`, `ind` and `mask` `[B, K]`, `num_dropped` `[B]`, the dense targets
+        `[B, H, W, ...]`.
+    """
     height, width = _output_hw(output_size)
     objects = _kept_objects(boxes, labels, height, width, num_classes, max_objects,
                             clip_to_edge)
@@ -168,8 +192,8 @@ def render_targets(boxes, labels, output_size: OutputSize, num_classes: int, max
     radii = tf.maximum(tf.floor(gaussian_radius(tf.math.ceil(box_h), tf.math.ceil(box_w),
                                                 min_overlap)), 0.0)
     sigmas = (2 * radii + 1) / 6
-    heatmap = _window_heatmap(objects.int_x, objects.int_y, (radii, radii), (sigmas, sigmas),
-                              objects.labels, height, width, num_classes)
+    heatmap = _window_heatmap(objects, (radii, radii), (sigmas, sigmas), height, width,
+                              num_classes)
     centre = _centre_targets(objects, width, max_objects)
     dense = {}
     if dense_wh or dense_reg:
@@ -177,65 +201,87 @@ def render_targets(boxes, labels, output_size: OutputSize, num_classes: int, max
         gauss_y = _gaussian_1d(tf.range(height, dtype=tf.float64), objects.int_y, radii, sigmas)
         per_object = gauss_y[:, :, tf.newaxis] * gauss_x[:, tf.newaxis, :]  # [N, H, W]
         wh = tf.cast(tf.stack([box_w, box_h], axis=1), tf.float32)
-        dense = _dense_targets(per_object, wh, objects.centre_x, objects.centre_y, dense_wh,
-                               dense_reg)
-    return {"heatmap": tf.ensure_shape(heatmap, [height, width, num_classes]), **centre,
+        dense = _dense_targets(per_object, objects, wh, dense_wh, dense_reg)
+    return {"heatmap": tf.ensure_shape(heatmap, [None, height, width, num_classes]), **centre,
             **dense}
 
 
+def _one_image(values, row_length: int = 0) -> tf.Tensor:
+    """One image's `[N, row_length]` (or `[N]`) values as a batch of one."""
+    shape = [1, -1, row_length] if row_length else [1, -1]
+    return tf.reshape(tf.convert_to_tensor(values), shape)
+
+
+def _first_of(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """The first image's targets of a batch's."""
+    return {key: value[0] for key, value in batch.items()}
+
+
 class _Objects(NamedTuple):
-    """The boxes that get targets, clipped, in float64 output pixels (`[N]` each), with their
-    labels `[N]` int32, integer centres and the count of boxes dropped for want of a slot."""
+    """The boxes of a batch that get targets, clipped, in float64 output pixels (`[N]` each,
+    image by image, in input order), with their labels, image and slot in it (`[N]` int32),
+    integer centres, and per image `[B]` the count kept and dropped for want of a slot."""
 
     x1: tf.Tensor
     y1: tf.Tensor
     x2: tf.Tensor
     y2: tf.Tensor
     labels: tf.Tensor
+    image: tf.Tensor
+    slot: tf.Tensor
     centre_x: tf.Tensor
     centre_y: tf.Tensor
     int_x: tf.Tensor
     int_y: tf.Tensor
+    batch_size: tf.Tensor
+    num_kept: tf.Tensor
     num_dropped: tf.Tensor
 
 
 def _kept_objects(boxes, labels, height: int, width: int, num_classes: int, max_objects: int,
                   clip_to_edge: bool) -> _Objects:
-    """Clip boxes to the grid (`W - 1`, or `W` with `clip_to_edge`), skip those without area,
-    keep the first `max_objects` (see `render_targets`). Written with few ops: at 10 objects
-    each op's fixed cost, not the arithmetic, is most of the time."""
-    boxes = tf.reshape(tf.cast(boxes, tf.float64), [-1, 4])
-    labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
+    """Clip a batch's boxes (`[B, N, 4]`, labels `[B, N]`) to the grid (`W - 1`, or `W` with
+    `clip_to_edge`), skip those without area, keep each image's first `max_objects` (see
+    `render_targets`). Written with few ops: at 10 objects each op's fixed cost, not the
+    arithmetic, is most of the time."""
+    boxes = tf.cast(boxes, tf.float64)
+    labels = tf.cast(labels, tf.int32)
     tf.debugging.Assert(tf.reduce_all((labels >= 0) & (labels < num_classes)),
                         [f"render_targets: labels must be in 0..{num_classes - 1}, got",
                          labels])
     max_x, max_y = (width, height) if clip_to_edge else (width - 1, height - 1)
     clipped = tf.clip_by_value(boxes, 0.0, tf.constant([max_x, max_y, max_x, max_y],
                                                        tf.float64))
-    valid = tf.where(tf.reduce_all(clipped[:, 2:] - clipped[:, :2] > 0, axis=1))[:, 0]
-    num_dropped = tf.maximum(tf.size(valid, out_type=tf.int32) - max_objects, 0)
-    kept = valid[:max_objects]
-    clipped = tf.gather(clipped, kept)
+    valid = tf.cast(tf.reduce_all(clipped[..., 2:] - clipped[..., :2] > 0, axis=-1), tf.int32)
+    slot = tf.cumsum(valid, axis=1, exclusive=True)  # [B, N]: each valid box's slot
+    num_valid = tf.reduce_sum(valid, axis=1)
+    kept = tf.where((valid > 0) & (slot < max_objects))  # [M, 2] (image, box), in input order
+    clipped = tf.gather_nd(clipped, kept)
     x1, y1, x2, y2 = tf.unstack(clipped, num=4, axis=1)
     centre = (clipped[:, :2] + clipped[:, 2:]) / 2
     int_centre = tf.floor(centre)
-    return _Objects(x1, y1, x2, y2, tf.gather(labels, kept), centre[:, 0], centre[:, 1],
-                    int_centre[:, 0], int_centre[:, 1], num_dropped)
+    return _Objects(x1, y1, x2, y2, tf.gather_nd(labels, kept), tf.cast(kept[:, 0], tf.int32),
+                    tf.gather_nd(slot, kept), centre[:, 0], centre[:, 1], int_centre[:, 0],
+                    int_centre[:, 1], tf.shape(boxes)[0], tf.minimum(num_valid, max_objects),
+                    tf.maximum(num_valid - max_objects, 0))
 
 
 def _centre_targets(objects: _Objects, width: int, max_objects: int) -> Dict[str, tf.Tensor]:
-    """`wh`, `reg`, `ind`, `mask` (padded to `max_objects` slots) and `num_dropped`."""
-    count = tf.size(objects.x1)
+    """`wh`, `reg`, `ind`, `mask` (`[B, K, ...]`, each object in its image's slot) and
+    `num_dropped` `[B]`."""
+    slots = tf.stack([objects.image, objects.slot], axis=1)
+    shape = tf.stack([objects.batch_size, max_objects])
     rows = tf.cast(tf.stack([objects.x2 - objects.x1, objects.y2 - objects.y1,
                              objects.centre_x - objects.int_x,
                              objects.centre_y - objects.int_y], axis=1), tf.float32)
-    wh_reg = tf.ensure_shape(_pad_rows(rows, max_objects), [max_objects, 4])
+    wh_reg = tf.ensure_shape(tf.scatter_nd(slots, rows, tf.concat([shape, [4]], 0)),
+                             [None, max_objects, 4])
     ind = tf.cast(objects.int_y * width + objects.int_x, tf.int32)
     return {
-        "wh": wh_reg[:, :2],
-        "reg": wh_reg[:, 2:],
-        "ind": tf.ensure_shape(_pad_rows(ind, max_objects), [max_objects]),
-        "mask": tf.cast(tf.range(max_objects) < count, tf.float32),
+        "wh": wh_reg[..., :2],
+        "reg": wh_reg[..., 2:],
+        "ind": tf.ensure_shape(tf.scatter_nd(slots, ind, shape), [None, max_objects]),
+        "mask": tf.cast(tf.range(max_objects) < objects.num_kept[:, tf.newaxis], tf.float32),
         "num_dropped": objects.num_dropped,
     }
 
@@ -272,6 +318,18 @@ def render_ttf_targets(boxes, labels, output_size: OutputSize, num_classes: int,
         `box_target` `[H, W, 4]` float32 `x1, y1, x2, y2` (output pixels) of the box each
         cell regresses, 0 where none; `box_weight` `[H, W]` float32, 0 where none.
     """
+    return _first_of(render_ttf_targets_batch(_one_image(boxes, 4), _one_image(labels),
+                                              output_size, num_classes, max_objects, alpha,
+                                              beta, stride, clip_to_edge))
+
+
+def render_ttf_targets_batch(boxes, labels, output_size: OutputSize, num_classes: int,
+                             max_objects: int, alpha: float = 0.54, beta: float = 0.54,
+                             stride: int = 4, clip_to_edge: bool = True
+                             ) -> Dict[str, tf.Tensor]:
+    """`render_ttf_targets` of a batch of images in one set of ops: `boxes` `[B, N, 4]` and
+    `labels` `[B, N]` padded as for `render_targets_batch`; every output gains a leading
+    batch axis (`box_target` `[B, H, W, 4]`, `box_weight` `[B, H, W]`)."""
     height, width = _output_hw(output_size)
     objects = _kept_objects(boxes, labels, height, width, num_classes, max_objects,
                             clip_to_edge)
@@ -282,63 +340,77 @@ def render_ttf_targets(boxes, labels, output_size: OutputSize, num_classes: int,
         return (radius_x, radius_y), ((2 * radius_x + 1) / 6, (2 * radius_y + 1) / 6)
 
     radii, sigmas = axis_gaussian(alpha)
-    heatmap = _window_heatmap(objects.int_x, objects.int_y, radii, sigmas, objects.labels,
-                              height, width, num_classes)
+    heatmap = _window_heatmap(objects, radii, sigmas, height, width, num_classes)
     (radius_x, radius_y), (sigma_x, sigma_y) = axis_gaussian(beta)
     gauss_x = _gaussian_1d(tf.range(width, dtype=tf.float64), objects.int_x, radius_x, sigma_x)
     gauss_y = _gaussian_1d(tf.range(height, dtype=tf.float64), objects.int_y, radius_y, sigma_y)
     per_object = gauss_y[:, :, tf.newaxis] * gauss_x[:, tf.newaxis, :]  # [N, H, W]
     area = box_w * box_h * float(stride * stride)
-    # Plane 0 is an empty object, so that cells nobody covers (and N = 0) gather zeros.
-    planes = tf.concat([tf.zeros([1, height, width], tf.float32), per_object], axis=0)
     # Rank 1 = the largest area (the earliest among equals): the highest rank covering a cell
-    # owns it, so smaller objects win and a later one wins a tie.
-    order = tf.concat([[0], tf.argsort(-area, stable=True) + 1], axis=0)
-    rank = tf.math.invert_permutation(order)  # rank of plane p; the empty plane has rank 0
-    owner_rank = tf.reduce_max(tf.where(planes > 0, rank[:, tf.newaxis, tf.newaxis], 0), axis=0)
-    owner = tf.gather(order, owner_rank)  # [H, W] plane index, 0 where nobody regresses
+    # owns it, so smaller objects win and a later one wins a tie. Ranks run over the whole
+    # batch; only those of one image are compared, and their order is the image's own.
+    order = tf.argsort(-area, stable=True)
+    rank = tf.math.invert_permutation(order) + 1  # [N] in 1..N
+    owner_rank = _per_image_max(tf.where(per_object > 0, rank[:, tf.newaxis, tf.newaxis], 0),
+                                objects)
+    # [B, H, W]: 1 + the index of the object each cell regresses, 0 where none
+    owner = tf.gather(tf.concat([[0], order + 1], axis=0), owner_rank)
     log_area = tf.cast(tf.math.log(tf.maximum(area, 2.0)), tf.float32)  # > 0 for any box
     scale = tf.concat([[0.0], log_area / tf.reduce_sum(per_object, axis=[1, 2])], 0)  # [N + 1]
-    own_value = tf.gather(tf.reshape(tf.transpose(planes, [1, 2, 0]), [-1]),
-                          tf.reshape(owner, [-1]) + tf.range(height * width) * tf.shape(planes)[0])
-    box_weight = tf.reshape(own_value, [height, width]) * tf.gather(scale, owner)
+    box_weight = _owner_values(per_object, owner) * tf.gather(scale, owner)
     corners = tf.cast(tf.stack([objects.x1, objects.y1, objects.x2, objects.y2], 1), tf.float32)
     box_target = tf.gather(tf.concat([tf.zeros([1, 4]), corners], axis=0), owner)
-    return {"heatmap": tf.ensure_shape(heatmap, [height, width, num_classes]),
+    return {"heatmap": tf.ensure_shape(heatmap, [None, height, width, num_classes]),
             **_centre_targets(objects, width, max_objects),
-            "box_target": tf.ensure_shape(box_target, [height, width, 4]),
-            "box_weight": tf.ensure_shape(box_weight, [height, width])}
+            "box_target": tf.ensure_shape(box_target, [None, height, width, 4]),
+            "box_weight": tf.ensure_shape(box_weight, [None, height, width])}
 
 
-def _dense_targets(per_object: tf.Tensor, wh: tf.Tensor, centre_x: tf.Tensor,
-                   centre_y: tf.Tensor, dense_wh: bool, dense_reg: bool) -> Dict[str, tf.Tensor]:
-    """Dense size and offset targets from the per-object Gaussians `[N, H, W]`, the sizes
-    `[N, 2]` and the float64 centres `[N]`.
+def _per_image_max(per_object: tf.Tensor, objects: _Objects) -> tf.Tensor:
+    """`[N, H, W]` values of the batch's objects -> `[B, H, W]`: per image the maximum over
+    its objects, and at least 0 (an image without objects gets zeros)."""
+    return tf.maximum(tf.math.unsorted_segment_max(per_object, objects.image,
+                                                   objects.batch_size), 0)
 
-    The last object whose Gaussian is a cell's maximum owns it: exactly what the original's
-    sequential `draw_dense_reg` leaves behind (object k overwrites where its Gaussian is at
-    least the maximum of objects 0..k). A zero plane in front keeps `N = 0` well defined.
+
+def _owner_values(per_object: tf.Tensor, owner: tf.Tensor) -> tf.Tensor:
+    """`[B, H, W]`: each cell's value in its owner's plane of `per_object` `[N, H, W]`
+    (`owner` = 1 + the object's index), 0 where `owner` is 0."""
+    height, width = per_object.shape[1], per_object.shape[2]
+    # Plane 0 is an empty object, so that cells nobody owns (and N = 0) gather zeros.
+    planes = tf.reshape(tf.concat([tf.zeros([1, height, width], per_object.dtype),
+                                   per_object], axis=0), [-1])
+    return tf.gather(planes, owner * (height * width) + tf.reshape(tf.range(height * width),
+                                                                   [height, width]))
+
+
+def _dense_targets(per_object: tf.Tensor, objects: _Objects, wh: tf.Tensor, dense_wh: bool,
+                   dense_reg: bool) -> Dict[str, tf.Tensor]:
+    """Dense size and offset targets `[B, H, W, ...]` from the per-object Gaussians
+    `[N, H, W]`, the objects (their images and float64 centres) and the sizes `[N, 2]`.
+
+    In each image the last object whose Gaussian is a cell's maximum owns it: exactly what the
+    original's sequential `draw_dense_reg` leaves behind (object k overwrites where its
+    Gaussian is at least the maximum of objects 0..k).
     """
     height, width = per_object.shape[1], per_object.shape[2]
-    planes = tf.concat([tf.zeros([1, height, width], per_object.dtype), per_object], axis=0)
-    strongest = tf.reduce_max(planes, axis=0)  # [H, W], the heatmap's max over classes
-    owner = tf.shape(planes)[0] - 1 - tf.argmax(tf.reverse(planes, axis=[0]), axis=0,
-                                                output_type=tf.int32)
+    strongest = _per_image_max(per_object, objects)  # [B, H, W], the heatmap's max over classes
+    at_maximum = (per_object > 0) & (per_object == tf.gather(strongest, objects.image))
+    index = tf.range(1, tf.shape(per_object)[0] + 1)[:, tf.newaxis, tf.newaxis]
+    owner = _per_image_max(tf.where(at_maximum, index, 0), objects)  # 1 + index, 0 = none
     covered = (strongest > 0)[..., tf.newaxis]
-    targets = {"dense_mask": tf.ensure_shape(strongest, [height, width])}
+    targets = {"dense_mask": tf.ensure_shape(strongest, [None, height, width])}
 
     def owned(per_object_values: tf.Tensor) -> tf.Tensor:
-        """`[N, 2]` values -> `[H, W, 2]`: each covered cell gets its owner's."""
+        """`[N, 2]` values -> `[B, H, W, 2]`: each covered cell gets its owner's."""
         values = tf.concat([tf.zeros([1, 2], per_object_values.dtype), per_object_values], 0)
-        dense = tf.gather(values, owner)
-        return tf.ensure_shape(tf.where(covered, dense, tf.zeros_like(dense)),
-                               [height, width, 2])
+        return tf.ensure_shape(tf.gather(values, owner), [None, height, width, 2])
 
     if dense_wh:
         targets["dense_wh"] = owned(wh)
     if dense_reg:
         cells = tf.stack(tf.meshgrid(tf.range(width, dtype=tf.float64),
                                      tf.range(height, dtype=tf.float64)), axis=-1)  # [H, W, 2]
-        centres = owned(tf.stack([centre_x, centre_y], axis=1))
+        centres = owned(tf.stack([objects.centre_x, objects.centre_y], axis=1))
         targets["dense_reg"] = tf.cast(tf.where(covered, centres - cells, 0.0), tf.float32)
     return targets
