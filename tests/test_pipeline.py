@@ -91,6 +91,25 @@ def test_pipeline_targets_come_from_the_letterboxed_boxes(smoke, kind):
         np.testing.assert_allclose(produced[key].numpy(), expected[key].numpy(), atol=1e-5)
 
 
+@pytest.mark.parametrize("kind", ["centernet", "ttfnet"])
+def test_batches_hold_each_examples_own_targets(smoke, kind):
+    """The pipeline renders targets after padding a batch's boxes: each image of a batch has
+    exactly the targets `train_example` renders for its record alone (the test above checks
+    those against the letterboxed boxes), though the images have different numbers of boxes."""
+    run, source = copy.deepcopy(smoke[0]), smoke[1]
+    run.dataset.shuffle_buffer, run.targets.kind = 1, kind  # records in file order
+    batch = next(iter(train_dataset(source, run)))
+    records = list(source.read(run.dataset.train_split).take(run.train.batch_size))
+    counts = set()
+    for index, record in enumerate(records):
+        alone = train_example(record, tf.constant([run.train.seed, index], tf.int64), run,
+                              source.num_classes)
+        counts.add(int(alone["mask"].numpy().sum()))
+        for key, value in alone.items():
+            np.testing.assert_array_equal(batch[key][index].numpy(), value.numpy(), err_msg=key)
+    assert len(counts) > 1  # the padding was exercised
+
+
 def test_crowd_boxes_are_not_trained_on(smoke):
     run, source = copy.deepcopy(smoke[0]), smoke[1]
     run.augment.flip = 0.0
