@@ -19,7 +19,7 @@ import tensorflow as tf
 from centernet.config import DOWN_RATIO, ModelConfig, RunConfig
 from centernet.data.pipeline import train_dataset
 from centernet.data.sources import build_source
-from centernet.data.targets import render_targets
+from centernet.data.targets import render_targets, render_targets_batch
 from centernet.engine.hardware import cpu_flags
 from centernet.evaluation.decode import decode
 from centernet.model import build_model
@@ -52,37 +52,43 @@ def pipeline_throughput(cfg: RunConfig, batches: int = 30) -> Dict[str, float]:
 
 
 def render_targets_cost(num_objects: int, output_size: int = 128, num_classes: int = 80,
-                        max_objects: int = 128, images: int = 300) -> Dict[str, float]:
-    """Milliseconds per image of `render_targets` as the pipeline runs it: inside a
-    single-threaded `tf.data` map over `images` images of `num_objects` random boxes on an
-    `output_size` grid, the elements consumed inside TensorFlow (`Dataset.reduce`), as the
-    pipeline's batching does, not handed to Python one by one (that costs 0.2-0.3 ms per
-    element here, which training never pays); `call_ms_per_image` is the same work called
-    per image from Python, for reference. The median of 5 passes after a warm-up pass."""
+                        max_objects: int = 128, images: int = 320,
+                        batch_size: int = 8) -> Dict[str, float]:
+    """Milliseconds per image of target rendering as the training pipeline runs it:
+    `render_targets_batch` on batches of `batch_size` images of `num_objects` random boxes on
+    an `output_size` grid, in a single-threaded `tf.data` map whose elements are consumed
+    inside TensorFlow (`Dataset.reduce`), as training's prefetching does (handing each element
+    to Python would add 0.2-0.3 ms that training never pays). `one_image_ms` renders each
+    image alone (`render_targets`, a map per image before `batch()`, the pipeline's way until
+    2026-11-30) the same way, for comparison; it leaves out the copy `batch()` then makes. The
+    median of 5 passes after a warm-up pass."""
+    images = max(images // batch_size, 1) * batch_size  # whole batches
     rng = np.random.default_rng(0)
     centres = rng.uniform(0, output_size, (num_objects, 2))
     sizes = rng.uniform(2, output_size / 3, (num_objects, 2))
     boxes = tf.constant(np.concatenate([centres - sizes / 2, centres + sizes / 2], 1), tf.float32)
     labels = tf.constant(rng.integers(0, num_classes, num_objects), tf.int32)
-
-    def render(b, l):
-        return render_targets(b, l, output_size, num_classes, max_objects)
-
-    dataset = tf.data.Dataset.from_tensors((boxes, labels)).repeat(images).map(
-        render, num_parallel_calls=1, deterministic=True)
     options = tf.data.Options()
     options.threading.private_threadpool_size = 1
-    dataset = dataset.with_options(options)
 
-    def one_pass():
-        dataset.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1).numpy()
+    def ms_per_image(dataset: tf.data.Dataset) -> float:
+        dataset = dataset.with_options(options)
+        seconds = _time(lambda: dataset.reduce(tf.constant(0, tf.int64),
+                                               lambda count, _: count + 1).numpy(),
+                        repeats=5, warmup=1)
+        return seconds / images * 1e3
 
-    seconds = _time(one_pass, repeats=5, warmup=1)
-    called = tf.function(render)
-    call_seconds = _time(lambda: tf.nest.map_structure(lambda t: t.numpy(), called(boxes, labels)),
-                         repeats=50)
-    return {"ms_per_image": seconds / images * 1e3, "call_ms_per_image": call_seconds * 1e3,
-            "objects": num_objects, "output_size": output_size, "classes": num_classes}
+    batch = (tf.tile(boxes[tf.newaxis], [batch_size, 1, 1]),
+             tf.tile(labels[tf.newaxis], [batch_size, 1]))
+    batched = tf.data.Dataset.from_tensors(batch).repeat(images // batch_size).map(
+        lambda b, l: render_targets_batch(b, l, output_size, num_classes, max_objects),
+        num_parallel_calls=1, deterministic=True)
+    alone = tf.data.Dataset.from_tensors((boxes, labels)).repeat(images).map(
+        lambda b, l: render_targets(b, l, output_size, num_classes, max_objects),
+        num_parallel_calls=1, deterministic=True)
+    return {"ms_per_image": ms_per_image(batched), "one_image_ms": ms_per_image(alone),
+            "objects": num_objects, "batch_size": batch_size, "output_size": output_size,
+            "classes": num_classes}
 
 
 def train_step_throughput(model_cfg: ModelConfig, batch_size: int, num_classes: int,
@@ -318,7 +324,7 @@ def suite(cfg: RunConfig, model_name: str, input_size: int, batch_size: int, num
     figures["pipeline_img_per_s"] = pipeline_throughput(
         run, batches=5 if quick else 30)["images_per_sec"]
     progress("targets")
-    images = 30 if quick else 300
+    images = 32 if quick else 320
     figures["targets_ms_10"] = render_targets_cost(10, images=images)["ms_per_image"]
     figures["targets_ms_100"] = render_targets_cost(100, images=images)["ms_per_image"]
     progress("decode")
