@@ -484,10 +484,10 @@ def padded_batch(scenes):
 
 
 def batch_scenes(seed, H, W, C):
-    """Four images: random scenes of 20 and 3 boxes, one with no boxes at all, one with more
-    boxes than slots; padded to the longest."""
+    """Four images: random scenes (`random_scene`: 20, 3 and 40 random boxes, each with its
+    16 awkward ones) and one with no boxes at all; padded to the longest."""
     rng = np.random.default_rng(seed)
-    scenes = [random_scene(rng, H, W, C, 20), random_scene(rng, H, W, C, 3)[:2],
+    scenes = [random_scene(rng, H, W, C, 20), random_scene(rng, H, W, C, 3),
               (np.zeros((0, 4), np.float32), np.zeros((0,), np.int32)),
               random_scene(rng, H, W, C, 40)]
     return scenes, padded_batch(scenes)
@@ -506,3 +506,30 @@ def test_render_targets_batch_matches_the_reference_image_by_image(size, C, K):
         assert_targets_match(image, ref_render(b, l, size, C, K), size, C, K)
     assert not got["heatmap"][2].any() and not got["mask"][2].any()
     assert (got["num_dropped"][3] > 0) == (K == 12)  # the 40-box scene overflows 12 slots
+
+
+@pytest.mark.parametrize("kind", ["centernet", "ttfnet"])
+@pytest.mark.parametrize("batch_shape", ["static", "unknown"])
+def test_each_image_of_a_batch_gets_exactly_its_targets_alone(kind, batch_shape):
+    """Bit for bit, every output (dense targets included) of each image of a padded batch
+    equals rendering that image alone, with the batch's size known when traced (int32
+    indices) or not (int64); and a batch of images without boxes renders zeros."""
+    size, C, K = (24, 40), 3, 12
+    render_alone, render_batch, options = {
+        "centernet": (T.render_targets, T.render_targets_batch,
+                      {"dense_wh": True, "dense_reg": True}),
+        "ttfnet": (T.render_ttf_targets, T.render_ttf_targets_batch, {})}[kind]
+    shape = [4, None, 4] if batch_shape == "static" else [None, None, 4]
+    rendered = tf.function(lambda b, l: render_batch(b, l, size, C, K, **options),
+                           input_signature=[tf.TensorSpec(shape, tf.float32),
+                                            tf.TensorSpec(shape[:2], tf.int32)])
+    scenes, (boxes, labels) = batch_scenes(7, *size, C)
+    got = to_numpy(rendered(boxes, labels))
+    for index, (b, l) in enumerate(scenes):
+        alone = to_numpy(render_alone(b, l, size, C, K, **options))
+        assert alone.keys() == got.keys()
+        for key, value in alone.items():
+            np.testing.assert_array_equal(got[key][index], value, err_msg=key)
+    if batch_shape == "static":
+        empty = rendered(np.zeros((4, 2, 4), np.float32), np.zeros((4, 2), np.int32))
+        assert not any(np.any(value.numpy()) for value in empty.values())

@@ -5,9 +5,13 @@ one set of tensor ops for all objects of a whole batch of images (`render_target
 `render_ttf_targets_batch`; the pipeline renders after batching, so each op's fixed cost is
 paid once per batch and the batch's heatmaps are written once, in place, not copied by
 `batch()`), no Python loop per object. `render_targets` and `render_ttf_targets` are the same
-code on a batch of one. The maths is the
-original CenterNet's (DESIGN.md, Targets); box geometry is computed in float64 so that the
-integer centres and radii match a float64 reference exactly, the heatmap in float32.
+code on a batch of one, and each image of a batch gets exactly the targets it gets alone. The
+maths is the original CenterNet's (DESIGN.md, Targets); box geometry is computed in float64 so
+that the integer centres and radii match a float64 reference exactly, the heatmap in float32.
+
+Memory: the heatmaps' windows are sparse, but TTFNet's regression targets and the optional
+dense targets hold one `[H, W]` float32 plane per object of the batch while rendering (for
+example 32 images of 20 objects on a 128 x 128 grid: 42 MB per plane stack).
 """
 
 from __future__ import annotations
@@ -78,14 +82,16 @@ def _window_heatmap(objects: "_Objects", radii: Tuple[tf.Tensor, tf.Tensor],
     float64, cast to float32, multiplied in float32, as `_gaussian_1d` draws the full planes.
     The factors come from per-object tables `[N, S]` (S = the widest window); the windows'
     cells are laid out in one flat list of `M = sum of window areas` entries (not
-    `N x H x W`), cells shared by windows of one class keep their maximum
+    `N x H x W`; the counters are int32: M stays far below 2^31), cells shared by windows of
+    one class in one image keep their maximum
     (`unsorted_segment_max` over `tf.unique`), and the result is written into a zero
     `[B, H, W, C]` tensor in one pass (`SparseToDense`; a scatter-max into zeros measured
     1.5-2x slower). The op count is kept low on purpose: at 10 objects each op's fixed cost,
     not the arithmetic, is most of the time.
 
-    Args: objects: the kept objects (`int_x`, `int_y`, `labels`, `image` `[N]`); radii and
-        sigmas `(x, y)` pairs of `[N]` float64 (the same tensor twice for a round Gaussian).
+    Args: objects: the kept objects (`int_x`, `int_y`, `labels`, `image` `[N]`, and
+        `batch_size`); radii and sigmas `(x, y)` pairs of `[N]` float64 (the same tensor twice
+        for a round Gaussian).
     Returns: `[B, H, W, C]` float32, per image the element-wise maximum of its objects'
         Gaussians per class.
     """
@@ -116,12 +122,17 @@ def _window_heatmap(objects: "_Objects", radii: Tuple[tf.Tensor, tf.Tensor],
     table = owner * widest
     values = (tf.gather(factors(y0, int_y, sigma_y), table + row)
               * tf.gather(factors(x0, int_x, sigma_x), table + column))
-    # int64: a large batch's B * H * W * C passes 2^31
-    flat_index = ((tf.cast(image * height + top + row, tf.int64) * width
-                   + tf.cast(left + column, tf.int64)) * num_classes + tf.cast(label, tf.int64))
+    # int32 indices where B * H * W * C is known to fit (the pipeline's batches have a static
+    # size), int64 otherwise
+    fits = (isinstance(objects.batch_size, int)
+            and objects.batch_size * height * width * num_classes < 2 ** 31)
+    index_type = tf.int32 if fits else tf.int64
+    flat_index = ((tf.cast(image * height + top + row, index_type) * width
+                   + tf.cast(left + column, index_type)) * num_classes
+                  + tf.cast(label, index_type))
     cell, which = tf.unique(flat_index)  # overlapping windows of one class share cells
     peak = tf.math.unsorted_segment_max(values, which, tf.size(cell))
-    size = tf.cast(objects.batch_size, tf.int64) * (height * width * num_classes)
+    size = tf.cast(objects.batch_size, index_type) * (height * width * num_classes)
     heatmap = tf.raw_ops.SparseToDense(sparse_indices=cell, output_shape=size[tf.newaxis],
                                        sparse_values=peak, default_value=0.0,
                                        validate_indices=False)
@@ -220,7 +231,8 @@ def _first_of(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
 class _Objects(NamedTuple):
     """The boxes of a batch that get targets, clipped, in float64 output pixels (`[N]` each,
     image by image, in input order), with their labels, image and slot in it (`[N]` int32),
-    integer centres, and per image `[B]` the count kept and dropped for want of a slot."""
+    integer centres, and per image `[B]` the count kept and dropped for want of a slot.
+    `batch_size` is a Python int where the batch's size is static."""
 
     x1: tf.Tensor
     y1: tf.Tensor
@@ -233,7 +245,7 @@ class _Objects(NamedTuple):
     centre_y: tf.Tensor
     int_x: tf.Tensor
     int_y: tf.Tensor
-    batch_size: tf.Tensor
+    batch_size: Union[int, tf.Tensor]
     num_kept: tf.Tensor
     num_dropped: tf.Tensor
 
@@ -262,7 +274,8 @@ def _kept_objects(boxes, labels, height: int, width: int, num_classes: int, max_
     int_centre = tf.floor(centre)
     return _Objects(x1, y1, x2, y2, tf.gather_nd(labels, kept), tf.cast(kept[:, 0], tf.int32),
                     tf.gather_nd(slot, kept), centre[:, 0], centre[:, 1], int_centre[:, 0],
-                    int_centre[:, 1], tf.shape(boxes)[0], tf.minimum(num_valid, max_objects),
+                    int_centre[:, 1], boxes.shape[0] or tf.shape(boxes)[0],
+                    tf.minimum(num_valid, max_objects),
                     tf.maximum(num_valid - max_objects, 0))
 
 
@@ -346,9 +359,9 @@ def render_ttf_targets_batch(boxes, labels, output_size: OutputSize, num_classes
     gauss_y = _gaussian_1d(tf.range(height, dtype=tf.float64), objects.int_y, radius_y, sigma_y)
     per_object = gauss_y[:, :, tf.newaxis] * gauss_x[:, tf.newaxis, :]  # [N, H, W]
     area = box_w * box_h * float(stride * stride)
-    # Rank 1 = the largest area (the earliest among equals): the highest rank covering a cell
-    # owns it, so smaller objects win and a later one wins a tie. Ranks run over the whole
-    # batch; only those of one image are compared, and their order is the image's own.
+    # Rank 1 = the largest area in the batch (the earliest among equals): the highest rank
+    # covering a cell owns it, so smaller objects win and a later one wins a tie. Only ranks
+    # of one image are compared, and their order is the image's own.
     order = tf.argsort(-area, stable=True)
     rank = tf.math.invert_permutation(order) + 1  # [N] in 1..N
     owner_rank = _per_image_max(tf.where(per_object > 0, rank[:, tf.newaxis, tf.newaxis], 0),
@@ -356,8 +369,12 @@ def render_ttf_targets_batch(boxes, labels, output_size: OutputSize, num_classes
     # [B, H, W]: 1 + the index of the object each cell regresses, 0 where none
     owner = tf.gather(tf.concat([[0], order + 1], axis=0), owner_rank)
     log_area = tf.cast(tf.math.log(tf.maximum(area, 2.0)), tf.float32)  # > 0 for any box
-    scale = tf.concat([[0.0], log_area / tf.reduce_sum(per_object, axis=[1, 2])], 0)  # [N + 1]
-    box_weight = _owner_values(per_object, owner) * tf.gather(scale, owner)
+    # Plane 0 is an empty object, so that cells nobody owns (and N = 0) gather zeros; with it
+    # the per-plane sums always take the row-wise kernel, whatever N, so an image's weights
+    # do not depend on the batch around it.
+    planes = tf.concat([tf.zeros([1, height, width]), per_object], axis=0)  # [N + 1, H, W]
+    scale = tf.concat([[0.0], log_area / tf.reduce_sum(planes, axis=[1, 2])[1:]], 0)
+    box_weight = _owner_values(planes, owner) * tf.gather(scale, owner)
     corners = tf.cast(tf.stack([objects.x1, objects.y1, objects.x2, objects.y2], 1), tf.float32)
     box_target = tf.gather(tf.concat([tf.zeros([1, 4]), corners], axis=0), owner)
     return {"heatmap": tf.ensure_shape(heatmap, [None, height, width, num_classes]),
@@ -373,15 +390,12 @@ def _per_image_max(per_object: tf.Tensor, objects: _Objects) -> tf.Tensor:
                                                    objects.batch_size), 0)
 
 
-def _owner_values(per_object: tf.Tensor, owner: tf.Tensor) -> tf.Tensor:
-    """`[B, H, W]`: each cell's value in its owner's plane of `per_object` `[N, H, W]`
-    (`owner` = 1 + the object's index), 0 where `owner` is 0."""
-    height, width = per_object.shape[1], per_object.shape[2]
-    # Plane 0 is an empty object, so that cells nobody owns (and N = 0) gather zeros.
-    planes = tf.reshape(tf.concat([tf.zeros([1, height, width], per_object.dtype),
-                                   per_object], axis=0), [-1])
-    return tf.gather(planes, owner * (height * width) + tf.reshape(tf.range(height * width),
-                                                                   [height, width]))
+def _owner_values(planes: tf.Tensor, owner: tf.Tensor) -> tf.Tensor:
+    """`[B, H, W]`: each cell's value in plane `owner` of `planes` `[N + 1, H, W]` (plane 0
+    empty, plane `n + 1` object `n`'s)."""
+    height, width = planes.shape[1], planes.shape[2]
+    cell = tf.reshape(tf.range(height * width), [height, width])
+    return tf.gather(tf.reshape(planes, [-1]), owner * (height * width) + cell)
 
 
 def _dense_targets(per_object: tf.Tensor, objects: _Objects, wh: tf.Tensor, dense_wh: bool,
