@@ -262,24 +262,49 @@ def test_decode_round_trip_through_render_targets():
         assert_same_detections(c1[0], b1[0], cc[i], bb[i], atol=1e-6)
 
 
+def _ref_peaks(values, floor):
+    """float64 reference: `values` where each is its class's 3x3 maximum, else `floor`."""
+    B, H, W, C = values.shape
+    padded = np.pad(values.astype(np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)),
+                    constant_values=-np.inf)
+    hmax = np.max(
+        [padded[:, dy : dy + H, dx : dx + W] for dy in range(3) for dx in range(3)], axis=0
+    )
+    return np.where(values == hmax, values, floor)
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["xla", "portable"])
 @pytest.mark.parametrize("seed", range(3))
-def test_top_k_cells_equals_one_top_k_over_everything(seed):
-    """The two-round top K (best cells by their class maximum, then the best of those cells'
-    values) against NumPy's full sort, including a cell that holds every winner and values
-    rounded so that ties occur."""
-    from centernet.evaluation.decode import top_k_cells
+def test_top_k_peaks_equals_one_sort_of_all_peaks(seed, fused):
+    """The two-round top K (best cells by their best peak, then the best peaks of those cells)
+    against NumPy's full sort of every masked value, with the fused (XLA) and the portable
+    pass: a cell that holds every winner, values rounded so that ties and plateaus occur, an
+    image with fewer peaks than K (the rest is the floor), and a grid smaller than K (one
+    `top_k` over everything)."""
+    import contextlib
+
+    from centernet.evaluation.decode import portable_decoding, top_k_peaks
 
     rng = np.random.default_rng(seed)
-    values = np.round(rng.normal(0, 1, (3, 6, 7, 30)), 1).astype(np.float32)
+    values = np.round(rng.normal(0, 1, (4, 6, 7, 30)), 1).astype(np.float32)
     values[1, 2, 3, :] = 10 + np.arange(30)  # image 1: all 20 winners in one cell
-    got_values, got_index = top_k_cells(tf.constant(values), 20)
-    flat = values.reshape(3, -1)
-    want = -np.sort(-flat, axis=1)[:, :20]
-    np.testing.assert_array_equal(got_values.numpy(), want)
-    picked = np.take_along_axis(flat, got_index.numpy(), axis=1)
-    np.testing.assert_array_equal(picked, want)  # each index holds its value
-    for row in got_index.numpy():
-        assert len(set(row.tolist())) == 20  # no cell-class picked twice
+    values[2] = 0.5  # image 2: one plateau per class, every value a peak
+    values[3] = -1.0
+    values[3, 0, 0, :3] = [3.0, 2.0, 1.0]  # image 3: plateaus, plus 3 single peaks
+    small = values[:, :3, :3, :2]  # 9 cells < K: the fallback
+    for floor in (float("-inf"), 0.0):
+        for data, k in ((values, 20), (small, 12)):
+            with contextlib.nullcontext() if fused else portable_decoding():
+                got_values, got_index = tf.function(
+                    lambda x: top_k_peaks(x, k, floor))(tf.constant(data))
+            flat = _ref_peaks(data, floor).reshape(len(data), -1)
+            want = -np.sort(-flat, axis=1)[:, :k]
+            np.testing.assert_array_equal(got_values.numpy(), want)
+            picked = np.take_along_axis(flat, got_index.numpy(), axis=1)
+            np.testing.assert_array_equal(picked, want)  # each index holds its value
+            for row, picks in zip(flat, got_index.numpy()):
+                real = picks[row[picks] > floor]
+                assert len(set(real.tolist())) == len(real)  # no peak picked twice
 
 
 def _iou_reference(a, b):

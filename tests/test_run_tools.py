@@ -39,6 +39,17 @@ def _same(a, b):
     return (np.isnan(a) and np.isnan(b)) or a == pytest.approx(b, abs=1e-6)
 
 
+def _xla_functions(saved_model_dir):
+    """Names of the functions a SavedModel marks for XLA compilation."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    saved.ParseFromString((saved_model_dir / "saved_model.pb").read_bytes())
+    return [function.signature.name for graph in saved.meta_graphs
+            for function in graph.graph_def.library.function
+            if function.attr["_XlaMustCompile"].b]
+
+
 def test_evaluate_reproduces_the_ap_training_logged(trained_run):
     """The best checkpoint's logged evaluation is reproduced by evaluate.py (all 12 COCO
     stats within 1e-6), and the output files have the documented formats."""
@@ -86,6 +97,7 @@ def test_predict_writes_pictures_and_export_gives_the_same_boxes(trained_run, sa
     exported = run_script("export.py", f"run_dir={trained_run}", f"output={tmp_path / 'sm'}",
                           "eval.k=20")
     assert exported.returncode == 0, exported.stderr
+    assert not _xla_functions(tmp_path / "sm")  # servers without XLA can run it
     detector = tf.saved_model.load(str(tmp_path / "sm"))
     for record in records:
         image = cv2.imread(str(sample_images / record["file"]))[..., ::-1]

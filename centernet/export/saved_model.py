@@ -18,6 +18,7 @@ from typing import Sequence
 import tensorflow as tf
 
 from centernet.data.letterbox import letterbox_image
+from centernet.evaluation.decode import portable_decoding
 from centernet.evaluation.inference import Predictor
 
 
@@ -50,5 +51,6 @@ def export_saved_model(predictor: Predictor, class_names: Sequence[str],
                        category_ids: Sequence[int], output_dir: Path) -> Path:
     """Write the SavedModel to `output_dir` and return it."""
     module = DetectorModule(predictor, class_names, category_ids)
-    tf.saved_model.save(module, str(output_dir), signatures={"serving_default": module.serve})
+    with portable_decoding():  # no XLA in the file: servers run it without XLA
+        tf.saved_model.save(module, str(output_dir), signatures={"serving_default": module.serve})
     return Path(output_dir)
