@@ -16,11 +16,13 @@ $(STAMP): pyproject.toml
 train: $(STAMP)
 	$(BIN)/python scripts/train.py $(ARGS)
 
+# two workers (pytest-xdist), one per core of the machines we run on; a file's tests share a
+# worker, so the module fixtures that train a run train it once
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
 
 benchmark: $(STAMP)
 	$(BIN)/python scripts/benchmark.py suite --out outputs/benchmark/suite.json $(ARGS)
