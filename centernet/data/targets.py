@@ -117,8 +117,9 @@ def _window_heatmap(objects: "_Objects", radii: Tuple[tf.Tensor, tf.Tensor],
     per_object = tf.gather(tf.stack([span_x, ends - cells, x0, y0, objects.labels,
                                      objects.image], axis=1), owner)
     row_length, first, left, top, label, image = tf.unstack(per_object, axis=1)
-    row, column = tf.math.floordiv(entry - first, row_length), tf.math.floormod(entry - first,
-                                                                              row_length)
+    position = entry - first  # >= 0 within the window, row by row
+    row = tf.truncatediv(position, row_length)  # floor division: both are non-negative
+    column = position - row * row_length
     table = owner * widest
     values = (tf.gather(factors(y0, int_y, sigma_y), table + row)
               * tf.gather(factors(x0, int_x, sigma_x), table + column))
