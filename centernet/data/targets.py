@@ -9,6 +9,13 @@ code on a batch of one, and each image of a batch gets exactly the targets it ge
 maths is the original CenterNet's (DESIGN.md, Targets); box geometry is computed in float64 so
 that the integer centres and radii match a float64 reference exactly, the heatmap in float32.
 
+Two renderers give bit-identical targets (tests/test_native_targets.py): where a C++ compiler
+is at hand, `render_targets_batch` (without dense targets) runs as one native kernel,
+`targets_op.cc`, built on first use by `native.py`: TensorFlow's fixed cost per op alone (about
+170 ops) is more than the whole kernel takes. Everywhere else, and for the dense and TTFNet
+targets, the TensorFlow ops below render them; they are also the specification the kernel
+follows, with two tables (`_window_tables`) computed by the same float64 formulas.
+
 Memory: the heatmaps' windows are sparse, but TTFNet's regression targets and the optional
 dense targets hold one `[H, W]` float32 plane per object of the batch while rendering (for
 example 32 images of 20 objects on a 128 x 128 grid: 42 MB per plane stack).
@@ -16,9 +23,13 @@ example 32 images of 20 objects on a 128 x 128 grid: 42 MB per plane stack).
 
 from __future__ import annotations
 
+import functools
 from typing import Dict, NamedTuple, Sequence, Tuple, Union
 
+import numpy as np
 import tensorflow as tf
+
+from centernet.data import native
 
 OutputSize = Union[int, Sequence[int], Tuple[int, int]]
 
@@ -198,6 +209,10 @@ def render_targets_batch(boxes, labels, output_size: OutputSize, num_classes: in
         `[B, H, W, ...]`.
     """
     height, width = _output_hw(output_size)
+    library = None if (dense_wh or dense_reg) else native.targets_op()
+    if library is not None:
+        return _native_targets(library, boxes, labels, height, width, num_classes, max_objects,
+                               min_overlap, clip_to_edge)
     objects = _kept_objects(boxes, labels, height, width, num_classes, max_objects,
                             clip_to_edge)
     box_w, box_h = objects.x2 - objects.x1, objects.y2 - objects.y1
@@ -216,6 +231,46 @@ def render_targets_batch(boxes, labels, output_size: OutputSize, num_classes: in
         dense = _dense_targets(per_object, objects, wh, dense_wh, dense_reg)
     return {"heatmap": tf.ensure_shape(heatmap, [None, height, width, num_classes]), **centre,
             **dense}
+
+
+def _native_targets(library, boxes, labels, height: int, width: int, num_classes: int,
+                    max_objects: int, min_overlap: float, clip_to_edge: bool
+                    ) -> Dict[str, tf.Tensor]:
+    """`render_targets_batch` without dense targets in one kernel (`targets_op.cc`)."""
+    radius_table, gaussian_table = _window_tables(height, width, min_overlap, clip_to_edge)
+    heatmap, wh, reg, ind, mask, num_dropped = library.centernet_targets(
+        tf.cast(boxes, tf.float64), tf.cast(labels, tf.int32), radius_table, gaussian_table,
+        height=height, width=width, num_classes=num_classes, max_objects=max_objects,
+        clip_to_edge=clip_to_edge)
+    return {"heatmap": heatmap, "wh": wh, "reg": reg, "ind": ind, "mask": mask,
+            "num_dropped": num_dropped}
+
+
+@functools.lru_cache(maxsize=32)
+def _window_tables(height: int, width: int, min_overlap: float, clip_to_edge: bool
+                   ) -> Tuple[np.ndarray, np.ndarray]:
+    """The native renderer's tables, from this module's float64 formulas (computed eagerly
+    once per grid):
+
+    - radius `[max_y + 1, max_x + 1]` int32: `max(floor(gaussian_radius(h, w)), 0)` for every
+      `h = ceil(box height)`, `w = ceil(box width)` a box clipped to the grid can have;
+    - Gaussian `[R + 1, R + 1]` float32 (R the largest radius): row `r`, column `d <= r` the
+      window factor `exp(-d^2 / 2 sigma^2)`, `sigma = (2 r + 1) / 6`, computed in float64 and
+      cast, as `_window_heatmap` computes it (0 beyond the window, `d > r`).
+    """
+    max_x, max_y = (width, height) if clip_to_edge else (width - 1, height - 1)
+    with tf.init_scope():  # eager, also while a tf.data map or tf.function is traced
+        box_h = tf.range(max_y + 1, dtype=tf.float64)[:, tf.newaxis]
+        box_w = tf.range(max_x + 1, dtype=tf.float64)[tf.newaxis, :]
+        radius = tf.maximum(tf.floor(gaussian_radius(box_h, box_w, min_overlap)), 0.0)
+        largest = int(tf.reduce_max(radius))
+        radii = tf.range(largest + 1, dtype=tf.float64)[:, tf.newaxis]
+        distance = tf.range(largest + 1, dtype=tf.float64)[tf.newaxis, :]
+        sigma = (2 * radii + 1) / 6
+        two_sigma_sq = 2.0 * sigma * sigma
+        gaussian = tf.cast(tf.exp(-(distance * distance) / two_sigma_sq), tf.float32)
+        gaussian = tf.where(distance <= radii, gaussian, 0.0)  # only d <= r is ever read
+        return radius.numpy().astype(np.int32), gaussian.numpy()
 
 
 def _one_image(values, row_length: int = 0) -> tf.Tensor:

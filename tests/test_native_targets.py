@@ -1,0 +1,168 @@
+"""The native target renderer (`centernet/data/targets_op.cc`, built by `native.py`).
+
+test_targets.py runs every reference test on both renderers; here: the two renderers give
+bit-identical targets on random batches, the kernel's tables against float64 NumPy, and the
+build itself with real compiler processes (a fresh cache, concurrent builds, a broken or
+missing compiler falling back to the portable ops with a warning).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from centernet.data import native
+from centernet.data import targets as T
+from test_targets import ref_radius
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def library():
+    if native.targets_op() is None:
+        pytest.skip("the native target renderer is unavailable here (see the log's warning)")
+    return native.targets_op()
+
+
+def test_a_machine_with_a_compiler_builds_the_native_renderer():
+    """Where `g++` (or `$CXX`) exists the kernel must build and load: otherwise the tests
+    below would skip and only the portable path would be tested, silently."""
+    if shutil.which(os.environ.get("CXX", "g++")) is None:
+        pytest.skip("no C++ compiler on this machine")
+    assert native.targets_op() is not None
+
+
+def random_batch(rng, height, width):
+    """Boxes of every kind: inside, across and outside the borders, without area, tiny,
+    larger than the grid, on half-pixel coordinates; float32 or float64."""
+    batch, count = int(rng.integers(1, 5)), int(rng.integers(0, 90))
+    centres = rng.uniform(-5, max(height, width) + 5, (batch, count, 2))
+    sizes = rng.uniform(0.0, max(height, width) * rng.uniform(0.05, 1.2), (batch, count, 2))
+    sizes[rng.random((batch, count)) < 0.05] = 0.0
+    boxes = np.concatenate([centres - sizes / 2, centres + sizes / 2], -1)
+    if rng.random() < 0.3:
+        boxes = np.round(boxes * 2) / 2
+    if rng.random() < 0.5:
+        boxes = boxes.astype(np.float32)
+    return boxes, rng.integers(0, 7, (batch, count))
+
+
+def render_both(monkeypatch, *args, **kwargs):
+    monkeypatch.setenv(native.ENV_SWITCH, "0")
+    portable = T.render_targets_batch(*args, **kwargs)
+    monkeypatch.setenv(native.ENV_SWITCH, "1")
+    return portable, T.render_targets_batch(*args, **kwargs)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_native_equals_portable_bit_for_bit(library, monkeypatch, seed):
+    rng = np.random.default_rng(seed)
+    for _ in range(25):
+        height, width = (int(v) for v in rng.choice([8, 37, 64, 128], 2))
+        boxes, labels = random_batch(rng, height, width)
+        max_objects, clip = int(rng.integers(1, 100)), bool(rng.random() < 0.5)
+        portable, fast = render_both(monkeypatch, boxes, labels, (height, width), 7,
+                                     max_objects, clip_to_edge=clip)
+        assert portable.keys() == fast.keys()
+        for key in portable:
+            want, got = portable[key].numpy(), fast[key].numpy()
+            assert got.dtype == want.dtype and got.shape == want.shape, key
+            np.testing.assert_array_equal(got, want, err_msg=key)
+
+
+def test_native_in_a_graph_with_unknown_batch_and_count(library, monkeypatch):
+    """Traced once with `[None, None, 4]` (as `padded_batch` feeds it): static shapes where
+    they are known, and the values of the eager portable path."""
+    @tf.function(input_signature=[tf.TensorSpec([None, None, 4], tf.float32),
+                                  tf.TensorSpec([None, None], tf.int32)])
+    def render(boxes, labels):
+        out = T.render_targets_batch(boxes, labels, (20, 24), 5, 6)
+        assert out["heatmap"].shape.as_list() == [None, 20, 24, 5]
+        assert out["wh"].shape.as_list() == [None, 6, 2]
+        return out
+
+    rng = np.random.default_rng(7)
+    for _ in range(3):
+        boxes, labels = random_batch(rng, 20, 24)
+        boxes, labels = boxes.astype(np.float32), (labels % 5).astype(np.int32)
+        got = render(boxes, labels)
+        monkeypatch.setenv(native.ENV_SWITCH, "0")
+        want = T.render_targets_batch(boxes, labels, (20, 24), 5, 6)
+        monkeypatch.setenv(native.ENV_SWITCH, "1")
+        for key in want:
+            np.testing.assert_array_equal(got[key].numpy(), want[key].numpy(), err_msg=key)
+    assert render.experimental_get_tracing_count() == 1
+
+
+@pytest.mark.parametrize("clip_to_edge", [False, True])
+def test_tables_against_float64_numpy(clip_to_edge):
+    """Radius of every clipped box size, and the Gaussian factors, from the formulas."""
+    radius, gaussian = T._window_tables(96, 128, 0.7, clip_to_edge)
+    max_y, max_x = (96, 128) if clip_to_edge else (95, 127)
+    h, w = np.meshgrid(np.arange(max_y + 1.0), np.arange(max_x + 1.0), indexing="ij")
+    np.testing.assert_array_equal(radius, np.maximum(np.floor(ref_radius(h, w)), 0))
+    r = np.arange(radius.max() + 1.0)[:, None]
+    d = np.arange(radius.max() + 1.0)[None, :]
+    sigma = (2 * r + 1) / 6
+    want = np.where(d <= r, np.exp(-d * d / (2 * sigma * sigma)), 0.0).astype(np.float32)
+    np.testing.assert_array_max_ulp(gaussian, want, maxulp=1)
+    assert gaussian[:, 0].tolist() == [1.0] * len(gaussian)
+
+
+def test_native_refuses_a_label_naming_it_and_its_box(library):
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"labels must be in 0..2, got 5 \(image 1, box 0\)"):
+        T.render_targets_batch(np.array([[[1, 1, 5, 5.0]], [[2, 2, 6, 6.0]]]),
+                               np.array([[0], [5]]), 16, 3, 4)
+
+
+RENDER_ONCE = """
+import logging, sys
+import numpy as np
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+from centernet.data import native, targets as T
+out = T.render_targets(np.array([[2.0, 3.0, 9.0, 8.0]]), np.array([1]), 16, 3, 4)
+print("native" if native.targets_op() is not None else "portable", float(out["heatmap"].numpy().sum()))
+"""
+
+
+def run_python(code: str, **env) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env})
+
+
+@pytest.mark.parametrize("compiler, says", [
+    ("false", "the native target renderer is unavailable"),
+    ("no-such-compiler-here", "no C++ compiler"),
+])
+def test_without_a_working_compiler_targets_are_portable_and_a_warning_says_why(
+        tmp_path, compiler, says):
+    portable = run_python(RENDER_ONCE, CENTERNET_NATIVE_TARGETS="0").communicate()[0].split()
+    process = run_python(RENDER_ONCE, CXX=compiler, CENTERNET_CACHE_DIR=str(tmp_path))
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr
+    assert stdout.split() == portable and portable[0] == "portable"
+    assert says in stderr
+    assert not list((tmp_path / "ops").glob("*.so"))
+
+
+@pytest.mark.slow
+def test_concurrent_first_uses_build_once_into_a_fresh_cache(tmp_path, library):
+    """Two processes start on an empty cache at once: one compiles, the other waits on the
+    lock and loads the same library; both render natively, the same targets."""
+    processes = [run_python(RENDER_ONCE, CENTERNET_CACHE_DIR=str(tmp_path)) for _ in range(2)]
+    results = [process.communicate(timeout=600) for process in processes]
+    assert all(process.returncode == 0 for process in processes), results
+    outputs = [stdout.split() for stdout, _ in results]
+    assert outputs[0] == outputs[1] and outputs[0][0] == "native"
+    assert sum("building the native target renderer" in stderr for _, stderr in results) == 1
+    assert len(list((tmp_path / "ops").glob("*.so"))) == 1
