@@ -90,6 +90,7 @@ def build(compiler: str) -> Path:
     return path
 
 
+@tf.autograph.experimental.do_not_convert  # called while tf.data traces a map: plain Python
 def targets_op():
     """The loaded `CenternetTargets` op library, or None where the portable path is used."""
     if not native_targets_enabled():
