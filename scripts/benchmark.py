@@ -135,7 +135,7 @@ def run_export(args) -> None:
         composed_export = compose("export", overrides=overrides)
     run = load_run_config(run_dir, composed_export, overrides, SCRIPT_KEYS)
     classes = run_classes(run_dir, run)
-    model = load_model(run, checkpoint, len(classes.names))
+    model = load_model(run, checkpoint, len(classes.names), policy="float32")
     rows = export_figures(model, run, classes.names, classes.category_ids, str(checkpoint),
                           args.repeats,
                           progress=lambda stage: print(f"... {stage}", file=sys.stderr))

@@ -29,7 +29,7 @@ def main(cfg: DictConfig) -> None:
         from centernet.export.files import default_output, export as write
 
         classes = run_classes(run_dir, run)
-        model = load_model(run, checkpoint, len(classes.names))
+        model = load_model(run, checkpoint, len(classes.names), policy="float32")
         output = (Path(cfg.output) if cfg.output
                   else default_output(run_dir, cfg.format, run.export.precision))
         written = write(model, run, classes.names, classes.category_ids, cfg.format, output,

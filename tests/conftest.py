@@ -65,7 +65,9 @@ def smoke_run(tfds_dir, tmp_path_factory) -> Path:
     """One trained smoke run (`experiment=smoke`, 40 steps) shared by the tests of the tools
     that read a run: evaluate, predict, export and the export benchmark."""
     run_dir = tmp_path_factory.mktemp("smoke_run")
-    result = run_script("train.py", "experiment=smoke", f"dataset.data_dir={tfds_dir}",
-                        f"hydra.run.dir={run_dir}")
+    # float32 on every machine (`precision=auto` would train in bfloat16 on some): the export
+    # tests compare the float32 files' AP with the AP this run logs
+    result = run_script("train.py", "experiment=smoke", "precision=float32",
+                        f"dataset.data_dir={tfds_dir}", f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr
     return run_dir

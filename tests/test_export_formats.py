@@ -104,6 +104,24 @@ def test_float16_file_outputs_are_the_float32_files_within_float16_rounding(expo
             assert 0 < difference <= 5e-3 * scale, (name, difference, scale)
 
 
+def test_a_run_trained_in_bfloat16_exports_the_same_float32_network(smoke_run, exported, images,
+                                                                   tmp_path):
+    """A run whose policy is `mixed_bfloat16` (what `precision=auto` picks on CPUs with
+    bfloat16 units) exports a float32 network: LiteRT takes no bfloat16 ops (the conversion
+    used to fail there), and its weights are float32 variables under either policy, so the
+    file computes exactly what the float32 run's file computes."""
+    output = tmp_path / "from_bfloat16.tflite"
+    result = run_script("export.py", f"run_dir={smoke_run}", f"output={output}", "format=litert",
+                        "precision.policy=mixed_bfloat16")
+    assert result.returncode == 0, result.stderr
+    float32, from_bfloat16 = load_detector(exported["float32"]), load_detector(output)
+    for image in images:
+        letterboxed = image_batch(image, float32.input_size)["image"].numpy()
+        reference, got = float32.network(letterboxed), from_bfloat16.network(letterboxed)
+        for name in ("heatmap", "wh", "reg"):
+            np.testing.assert_array_equal(got[name], reference[name], err_msg=name)
+
+
 def test_sidecar_carries_the_runs_decoding_and_overrides_replace_it(exported, smoke_run,
                                                                     images):
     run_eval = OmegaConf.load(Path(smoke_run) / ".hydra" / "config.yaml").eval
@@ -247,7 +265,7 @@ def test_export_benchmark_reports_every_variant_and_onnx_reproduces_the_logged_a
     run.export.calibration_images = 8
     checkpoint = resolve_checkpoint(smoke_run, None)
     classes = run_classes(smoke_run, run)
-    model = load_model(run, checkpoint, len(classes.names))
+    model = load_model(run, checkpoint, len(classes.names), policy="float32")
     rows = export_figures(model, run, classes.names, classes.category_ids, str(checkpoint),
                           repeats=3, variants=(("onnx", "float32"), ("litert", "int8")),
                           progress=lambda stage: None)

@@ -98,9 +98,15 @@ def run_classes(run_dir: Path, run: RunConfig):
     return ClassMap.load(run_dir) or build_source(run.dataset).classes
 
 
-def load_model(run: RunConfig, checkpoint: Path, num_classes: int):
+def load_model(run: RunConfig, checkpoint: Path, num_classes: int,
+               policy: Optional[str] = None):
     """Build the run's model and load `checkpoint` into it (model weights only; the averaged
     weights when the run kept them, `train.ema_decay`).
+
+    `policy` is the Keras precision policy to build it in; None takes the run's, as training
+    resolved it (`precision=auto` picks `mixed_bfloat16` on CPUs that compute in bfloat16).
+    Exports pass `float32`: a file is for other machines, and LiteRT and ONNX take no
+    bfloat16 ops. The weights are the same either way (mixed policies keep float32 variables).
 
     Raises:
         CheckpointError: the checkpoint was trained for another model (says what differs).
@@ -112,7 +118,7 @@ def load_model(run: RunConfig, checkpoint: Path, num_classes: int):
     from centernet.engine.ema import WeightAverage, ema_objects
     from centernet.model import build_model
 
-    keras.mixed_precision.set_global_policy(run.precision.resolved_policy)  # as in training
+    keras.mixed_precision.set_global_policy(policy or run.precision.resolved_policy)
     model = build_model(run.model, num_classes, initial_weights=False,  # all from the checkpoint
                         head_dtype=run.precision.head_dtype)
     ema = WeightAverage(model, run.train.ema_decay) if run.train.ema_decay else None
