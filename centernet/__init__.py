@@ -8,7 +8,9 @@ pooled CPU allocator, which keeps freed buffers for reuse instead of returning t
 system and taking fresh zeroed pages (page faults) for the next step's tensors. It takes
 effect when imported before TensorFlow allocates its first tensor, as every script here does.
 Measured side by side (README, "Benchmarks"): the ResNet-18 train step and target rendering
-run faster with it; `TF_CPU_ALLOCATOR_USE_BFC=false` in the environment turns it off.
+run faster with it; `TF_CPU_ALLOCATOR_USE_BFC=false` in the environment turns it off, except
+where TensorFlow runs oneDNN (its default on CPUs with AVX-512 VNNI, BF16 or AMX): there its
+oneDNN CPU allocator pools anyway.
 """
 
 import os

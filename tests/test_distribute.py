@@ -31,7 +31,8 @@ REPLICAS = LOGICAL_CPUS
 # Plain gradient descent at rate 1: a step moves every weight by exactly minus its gradient.
 SGD = ["optimizer=sgd", "optimizer.momentum=0", "optimizer.nesterov=false",
        "optimizer.weight_decay=0", "schedule=constant", "train.lr=1.0", "train.scale_lr=false",
-       "train.jit_compile=false", "model.sync_bn=true"]
+       "train.jit_compile=false", "model.sync_bn=true",
+       "precision=float32"]  # not auto: bfloat16 would round 4 + 4 images unlike 8
 
 
 def _config(tfds_dir, *extra):
@@ -82,8 +83,12 @@ def test_mirrored_step_equals_one_device(tfds_dir, recipe, uneven):
         batch = _uneven(batch)
     one, one_grads, one_stats = _one_step(cfg, batch, DEFAULT_STRATEGY)
     mirrored, grads, stats = _one_step(cfg, batch, build_strategy(cfg.distribute))
+    # rel 1e-4: oneDNN (TensorFlow's CPU kernels on AVX-512 VNNI/BF16/AMX machines) picks its
+    # float32 convolution by batch size, and 4 + 4 images sum in another order than 8 do
+    # (logits_max 1.0949864 against 1.0949697 on an AMX Xeon); a distribution error (a loss
+    # not averaged over the global batch, statistics of one replica) is off by far more
     for key in LOSS_PARTS + ("logits_min", "logits_max", "sigmoid_zero", "dropped_objects"):
-        assert mirrored[key] == pytest.approx(one[key], rel=1e-5, abs=1e-6), key
+        assert mirrored[key] == pytest.approx(one[key], rel=1e-4, abs=1e-6), key
     assert mirrored["applied"] == one["applied"] == 1
     scale = max(float(np.max(np.abs(g))) for g in one_grads)
     assert scale > 0

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import run_script
+from centernet.config import validate
 from centernet.engine.run_log import read_metrics
+from centernet.study.comparison import SHORT
+from conftest import compose_config, run_script
 
 
 def _ref_negative_pixel(x):
@@ -116,13 +118,18 @@ def test_compare_losses_writes_a_row_per_run_and_the_figure(tfds_dir, tmp_path):
                         f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr
     table = (tmp_path / "comparison.md").read_text()
-    rows = [line for line in table.splitlines() if line.startswith("| ") and "float32" in line]
-    assert [r.split("|")[1].strip() for r in rows] == ["stable", "per_image", "naive"]
-    for row in rows:
-        cells = [c.strip() for c in row.split("|")[1:-1]]
+    losses = ["stable", "per_image", "naive"]
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in table.splitlines()
+            if line.startswith("| ") and line.split("|")[1].strip() in losses]
+    assert [cells[0] for cells in rows] == losses
+    # the experiment's own precision: precision=auto's choice for this machine
+    own = validate(compose_config(["experiment=smoke"])).precision.resolved_policy
+    assert {cells[1] for cells in rows} == {own}
+    for cells in rows:
         assert cells[2] == "3" and cells[3] == "none" and float(cells[4]) > 0
     assert (tmp_path / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    for name in ("stable_fp32", "per_image_fp32", "naive_fp32"):
+    for loss in losses:
+        name = f"{loss}_{SHORT[rows[0][1]]}"
         assert (tmp_path / "runs" / name / "metrics.jsonl").exists()
 
 
