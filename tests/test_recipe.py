@@ -14,7 +14,7 @@ import tensorflow as tf
 from centernet.config import Decoding, validate
 from centernet.engine.ema import WeightAverage, ema_objects
 from centernet.engine.hardware import (Machine, auto_choices, choose_jit, choose_precision,
-                                       cpu_flags)
+                                       cpu_flags, precision_warning)
 from conftest import compose_config
 
 
@@ -144,6 +144,15 @@ def test_auto_choices_say_what_they_picked_and_why():
         "precision=auto: float32 (the CPU has no bfloat16 units: no avx512_bf16 or amx_bf16)",
         "train.jit_compile=auto: XLA on (the CPU has no AVX-512, where XLA measured faster)"]
     assert auto_choices("float32", "false", EPYC_AVX2) == []
+
+
+def test_float16_is_warned_about_only_on_a_cpu_running_onednn():
+    onednn = Machine(XEON_AMX.cpu_flags, onednn=True)
+    assert "100x slower than float32" in precision_warning("mixed_float16", onednn)
+    assert precision_warning("mixed_float16", XEON_AMX) is None  # TF_ENABLE_ONEDNN_OPTS=0
+    assert precision_warning("mixed_float16", Machine(frozenset(), ((7, 5),), True)) is None
+    for policy in ("float32", "mixed_bfloat16"):
+        assert precision_warning(policy, onednn) is None
 
 
 def test_auto_resolves_on_this_machine_through_the_config(monkeypatch):

@@ -31,7 +31,7 @@ from centernet.losses import (CLAMP_EPS, centernet_loss, local_sum, replica_sum,
                               sigmoid_rounding_points)
 from centernet.model import build_model
 from centernet.engine.ema import WeightAverage, ema_objects
-from centernet.engine.hardware import auto_choices
+from centernet.engine.hardware import auto_choices, precision_warning
 from centernet.engine.optim import build_optimizer, build_schedule
 from centernet.engine.preemption import PreemptionWatch
 from centernet.engine.strategies import (DEFAULT_STRATEGY, build_strategy, is_chief,
@@ -334,6 +334,9 @@ class Trainer:
             f"{cfg.train.peak_lr:.3g}, loss={cfg.loss.impl}, run dir {self.run_dir}")
         for line in auto_choices(cfg.precision.policy, cfg.train.jit_compile):
             progress.message(line)
+        slow_precision = precision_warning(cfg.precision.resolved_policy)
+        if slow_precision:
+            progress.message(slow_precision)
         if is_distributed(self.strategy):
             progress.message(
                 f"distribute={cfg.distribute.strategy}: {self.strategy.num_replicas_in_sync} "
