@@ -76,8 +76,8 @@ def _load_checkpoint(run_dir, prefix):
 def test_nan_demo_naive_stops_with_the_reason_and_stable_trains(tfds_dir, tmp_path):
     """experiment=nan_demo: loss=naive exits 2 naming the step, the loss part, the logits past
     the float16 sigmoid's rounding points, the checkpoint kept from before (which loads and is
-    finite) and, on the last line, why; loss=stable passes the same steps with finite
-    metrics (40 steps here; the full run is in the README's comparison)."""
+    finite) and, on the last line, why; loss=stable passes twice as many steps with finite
+    metrics (the full run is in the README's comparison)."""
     naive_dir = tmp_path / "naive"
     result = run_script("train.py", "experiment=nan_demo", "loss=naive",
                         f"dataset.data_dir={tfds_dir}", f"hydra.run.dir={naive_dir}")
@@ -100,13 +100,16 @@ def test_nan_demo_naive_stops_with_the_reason_and_stable_trains(tfds_dir, tmp_pa
     assert last.startswith("why:") and "-log(0) = inf" in last and "mask of 0 is NaN" in last
     assert read_metrics(naive_dir)[-1]["kind"] == "nonfinite"
 
-    stable_dir = tmp_path / "stable"
-    result = run_script("train.py", "experiment=nan_demo", "loss=stable", "train.max_steps=40",
-                        f"dataset.data_dir={tfds_dir}", f"hydra.run.dir={stable_dir}")
+    # 2 x the step the naive run failed at, not more: float16 convolution gradients are slow
+    # on CPUs (11-14 s per step on an AMX Xeon; hardware.precision_warning)
+    stable_dir, steps = tmp_path / "stable", 2 * step
+    result = run_script("train.py", "experiment=nan_demo", "loss=stable",
+                        f"train.max_steps={steps}", f"dataset.data_dir={tfds_dir}",
+                        f"hydra.run.dir={stable_dir}")
     assert result.returncode == 0, result.stderr
     records = read_metrics(stable_dir)
     final = [r for r in records if r["kind"] == "eval"][-1]
-    assert final["step"] == 40 and math.isfinite(final["AP"]) and math.isfinite(final["AP50"])
+    assert final["step"] == steps and math.isfinite(final["AP"]) and math.isfinite(final["AP50"])
     assert all(math.isfinite(r["loss"]) for r in records if r["kind"] == "train")
 
 
