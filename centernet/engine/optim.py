@@ -11,10 +11,15 @@ from centernet.config import OptimizerConfig, PrecisionConfig, ScheduleConfig
 
 
 class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up to `peak_lr`, then `constant`, `step` or `cosine` decay to `total_steps`.
+    """Linear warm-up to `peak_lr`, then `constant`, `step` or `cosine` decay over the rest of
+    `total_steps`.
 
     Called with the optimizer's `iterations` (updates applied so far), so training step `s`
-    (1-based) uses `schedule(s - 1)`.
+    (1-based) uses `schedule(s - 1)`, and the cosine reaches its end value
+    (`min_lr_ratio * peak_lr`) at the last step, `schedule(total_steps - 1)`. The rate is computed in float64 and returned as float32.
+    `total_steps` and `warmup_steps` are variables (`set_length`), so a time budget's plan can
+    fix them after the step function was traced (checkpoints do not hold them: the plan and
+    the config do).
     """
 
     def __init__(self, peak_lr: float, total_steps: int, name: str = "cosine",
@@ -22,31 +27,46 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
                  min_lr_ratio: float = 0.0):
         super().__init__()
         self.peak_lr = float(peak_lr)
-        self.total_steps = int(total_steps)
         self.name = name
-        self.warmup_steps = int(warmup_steps)
         self.milestones = [float(m) for m in milestones]
         self.gamma = float(gamma)
         self.min_lr_ratio = float(min_lr_ratio)
+        self._total = tf.Variable(float(total_steps), dtype=tf.float64, trainable=False,
+                                  name="schedule_total_steps")
+        self._warmup = tf.Variable(float(warmup_steps), dtype=tf.float64, trainable=False,
+                                   name="schedule_warmup_steps")
+
+    @property
+    def total_steps(self) -> int:
+        return int(self._total.numpy())
+
+    @property
+    def warmup_steps(self) -> int:
+        return int(self._warmup.numpy())
+
+    def set_length(self, total_steps: int, warmup_steps: int) -> None:
+        """Span `total_steps`, the first `warmup_steps` of them warming up."""
+        self._total.assign(float(total_steps))
+        self._warmup.assign(float(warmup_steps))
 
     def _decayed(self, step: tf.Tensor) -> tf.Tensor:
+        peak = tf.constant(self.peak_lr, tf.float64)
         if self.name == "constant":
-            return tf.constant(self.peak_lr, tf.float32)
+            return peak
         if self.name == "step":
-            passed = tf.add_n([tf.cast(step >= m * self.total_steps, tf.float32)
-                               for m in self.milestones] or [tf.constant(0.0)])
-            return self.peak_lr * tf.pow(self.gamma, passed)
-        span = max(self.total_steps - self.warmup_steps, 1)
-        progress = tf.clip_by_value((step - self.warmup_steps) / span, 0.0, 1.0)
+            passed = tf.add_n([tf.cast(step >= m * self._total, tf.float64)
+                               for m in self.milestones] or [tf.constant(0.0, tf.float64)])
+            return peak * tf.pow(tf.constant(self.gamma, tf.float64), passed)
+        span = tf.maximum(self._total - 1.0 - self._warmup, 1.0)
+        progress = tf.clip_by_value((step - self._warmup) / span, 0.0, 1.0)
         cosine = 0.5 * (1.0 + tf.cos(math.pi * progress))
-        return self.peak_lr * (self.min_lr_ratio + (1.0 - self.min_lr_ratio) * cosine)
+        return peak * (self.min_lr_ratio + (1.0 - self.min_lr_ratio) * cosine)
 
     def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        if self.warmup_steps == 0:
-            return self._decayed(step)
-        warm = self.peak_lr * (step + 1.0) / self.warmup_steps
-        return tf.where(step < self.warmup_steps, warm, self._decayed(step))
+        step = tf.cast(step, tf.float64)
+        warm = self.peak_lr * (step + 1.0) / tf.maximum(self._warmup, 1.0)
+        rate = tf.where(step < self._warmup, warm, self._decayed(step))
+        return tf.cast(rate, tf.float32)
 
     def get_config(self):
         return {"peak_lr": self.peak_lr, "total_steps": self.total_steps, "name": self.name,
