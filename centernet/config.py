@@ -12,6 +12,7 @@ This module imports no TensorFlow, so validation costs nothing.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any, List, Optional, Sequence
 
@@ -56,6 +57,23 @@ def _at_least(key: str, value: float, minimum: float) -> None:
 def _in_range(key: str, value: float, low: float, high: float, *, open_low: bool = False) -> None:
     if not (low < value <= high if open_low else low <= value <= high):
         _fail(key, value, f"must be in {'(' if open_low else '['}{low}, {high}]")
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([hms])")
+_SECONDS_PER_UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as `45m`, `2h`, `90s`, `1h30m` or `1.5h`.
+
+    Raises:
+        ValueError: the text is not such a duration (the message shows the accepted forms).
+    """
+    compact = str(text).strip().lower().replace(" ", "")
+    parts = _DURATION_PART.findall(compact)
+    if not parts or "".join(number + unit for number, unit in parts) != compact:
+        raise ValueError("must be a duration such as 45m, 2h, 90s or 1h30m (or auto, or null)")
+    return sum(float(number) * _SECONDS_PER_UNIT[unit] for number, unit in parts)
 
 
 @dataclass
@@ -125,10 +143,12 @@ class ModelConfig:
     the original CenterNet's three deconvolutions from stride 32, or `shortcut`, the same with
     TTFNet's shortcuts adding the backbone's stride-16, 8 and 4 features on the way up.
     `sync_bn`: BatchNormalization takes its batch statistics over all replicas of a
-    distributed run (the global batch) instead of each replica's own share."""
+    distributed run (the global batch) instead of each replica's own share. `input_size`
+    null: chosen from the training split's object sizes when the run starts
+    (`centernet/engine/data_choices.py`)."""
 
     name: str = "resnet18"
-    input_size: int = 512
+    input_size: Optional[int] = 512
     neck: str = "deconv"
     neck_channels: List[int] = field(default_factory=lambda: [256, 128, 64])
     head_conv: int = 64
@@ -147,7 +167,7 @@ class ModelConfig:
                       f"backbone {self.name} has no ImageNet weights in keras.applications; "
                       f"choose model.name={' or model.name='.join(PRETRAINED_BACKBONES)}, or "
                       f"pass model.weights=PATH")
-        if self.input_size < 64 or self.input_size % 32:
+        if self.input_size is not None and (self.input_size < 64 or self.input_size % 32):
             _fail("model.input_size", self.input_size,
                   "must be a multiple of 32 and at least 64 (e.g. 128, 256, 512)")
         if len(self.neck_channels) != 3 or min(self.neck_channels) < 1:
@@ -199,12 +219,13 @@ class AugmentConfig:
     those left without area dropped. `flip`: horizontal flip probability. `brightness`,
     `contrast`, `saturation`: factor `1 + U(-v, v)` each, applied in a random order;
     `lighting`: PCA (AlexNet) lighting noise with standard deviation `lighting`. 0 turns a
-    knob off."""
+    knob off. `max_scale` null: chosen from the training split's smallest objects when the
+    run starts (`centernet/engine/data_choices.py`)."""
 
     flip: float = 0.5
     crop: bool = True
     min_scale: float = 0.6
-    max_scale: float = 1.4
+    max_scale: Optional[float] = 1.4
     crop_border: int = 128
     brightness: float = 0.4
     contrast: float = 0.4
@@ -214,7 +235,8 @@ class AugmentConfig:
     def __post_init__(self) -> None:
         _in_range("augment.flip", self.flip, 0.0, 1.0)
         _in_range("augment.min_scale", self.min_scale, 0.0, 10.0, open_low=True)
-        _in_range("augment.max_scale", self.max_scale, self.min_scale, 10.0)
+        if self.max_scale is not None:
+            _in_range("augment.max_scale", self.max_scale, self.min_scale, 10.0)
         _at_least("augment.crop_border", self.crop_border, 0)
         for key in ("brightness", "contrast", "saturation"):
             _in_range(f"augment.{key}", getattr(self, key), 0.0, 1.0)
@@ -334,11 +356,17 @@ class TrainConfig:
     `scale_lr` the rate used is `lr * batch_size / lr_reference_batch` (linear scaling, as the
     original CenterNet does from 1.25e-4 at batch 32). `jit_compile` (`true`, `false` or
     `auto`: where it measured faster, `centernet/engine/hardware.py`) compiles the train step
-    with XLA.
+    with XLA. `batch_size` null: chosen from the data and the machine when the run starts.
 
-    The run lasts `max_steps`, or `epochs` passes over the training split when set; the
-    schedule spans that whole length. `stop_at_step` ends this invocation early (checkpointed,
-    resumable, schedule unchanged), e.g. to split a long run into time-boxed jobs.
+    The run's length, first that applies: `time_budget` when it is a duration (`45m`, `2h`,
+    `90s`, `1h30m`): the run measures its own step and evaluation times, then plans the number
+    of steps (and `evaluations` evaluations, the last at the end) to end within it
+    (`centernet/engine/budget.py`); `max_steps`; `epochs` passes over the training split;
+    `time_budget=auto`: a budget that suits the machine (an hour on a CPU, 100 epochs on a
+    GPU). The schedule spans that whole length. `stop_at_step` ends this invocation early
+    (checkpointed, resumable, schedule unchanged), e.g. to split a long run into time-boxed
+    jobs. `patience`: end the run after that many evaluations without a better validation AP
+    (the best checkpoint is kept); null: never.
     `deterministic` (needs `seed`): a run stopped at any checkpoint and resumed ends with the
     same weights, bit for bit, as the run left alone. On one device the step is then compiled
     with XLA, whose CPU code measured bit-exact from run to run where TensorFlow's own CPU
@@ -348,14 +376,29 @@ class TrainConfig:
     that evaluation, the best checkpoint and the scripts use; null: none."""
 
     def total_steps(self, num_train_examples: int) -> int:
-        """The run's length in steps: `max_steps`, or `epochs` worth of full batches."""
-        if self.epochs is None:
+        """The run's length in steps when it is fixed by `max_steps` or `epochs` (a time
+        budget's length is planned by `centernet/engine/budget.py`)."""
+        if self.max_steps is not None:
             return self.max_steps
+        if self.epochs is None:
+            raise ConfigError("the run has no length: set train.max_steps, train.epochs or "
+                              "train.time_budget")
         return self.epochs * max(num_train_examples // self.batch_size, 1)
 
-    batch_size: int = 32
-    max_steps: int = 1000
+    @property
+    def budget_seconds(self) -> Optional[float]:
+        """The time budget in seconds when it decides the run's length, else None (`auto`
+        is resolved to a duration or to epochs before training, `engine/data_choices.py`)."""
+        if self.time_budget in (None, "auto"):
+            return None
+        return parse_duration(self.time_budget)
+
+    batch_size: Optional[int] = 32
+    max_steps: Optional[int] = None
     epochs: Optional[int] = None
+    time_budget: Optional[str] = None
+    evaluations: int = 6
+    patience: Optional[int] = None
     stop_at_step: Optional[int] = None
     lr: float = 1.25e-4
     lr_reference_batch: int = 32
@@ -372,8 +415,20 @@ class TrainConfig:
     progress_bar: bool = True
 
     def __post_init__(self) -> None:
-        _at_least("train.batch_size", self.batch_size, 1)
-        _at_least("train.max_steps", self.max_steps, 1)
+        if self.batch_size is not None:
+            _at_least("train.batch_size", self.batch_size, 1)
+        if self.max_steps is not None:
+            _at_least("train.max_steps", self.max_steps, 1)
+        if self.time_budget not in (None, "auto"):
+            try:
+                seconds = parse_duration(self.time_budget)
+            except ValueError as error:
+                _fail("train.time_budget", self.time_budget, str(error))
+            if seconds < 10:
+                _fail("train.time_budget", self.time_budget, "must be at least 10s")
+        _at_least("train.evaluations", self.evaluations, 1)
+        if self.patience is not None:
+            _at_least("train.patience", self.patience, 1)
         if self.epochs is not None:
             _at_least("train.epochs", self.epochs, 1)
         if self.stop_at_step is not None:

@@ -18,10 +18,14 @@ def main(cfg: DictConfig) -> None:
         from centernet.config import DOWN_RATIO
         from centernet.data.pipeline import train_dataset
         from centernet.data.sources import build_source, check_splits
+        from centernet.engine.data_choices import resolve_open_settings
         from centernet.visualize import draw_training_example, image_grid, write_image
 
         source = build_source(run.dataset)
         check_splits(source, [run.dataset.train_split])
+        run, choices = resolve_open_settings(run, source, run_dir=None)
+        for choice in choices:
+            print(choice.line().strip())
         examples = train_dataset(source, run).unbatch().take(cfg.num_images)
         pictures = [draw_training_example(e.pop("image"), e, source.class_names, DOWN_RATIO)
                     for e in examples.as_numpy_iterator()]

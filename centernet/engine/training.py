@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,9 +21,11 @@ import numpy as np
 import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
 
+from centernet.engine.budget import (PLAN_FILE, Plan, format_duration, measure, plan_budget,
+                                     process_start_time, write_plan_file)
 from centernet.engine.checkpointing import (CheckpointStore, checkpoint_step, list_checkpoints,
                                             model_spec)
-from centernet.config import RunConfig, validate
+from centernet.config import ConfigError, RunConfig, validate
 from centernet.data.pipeline import train_dataset
 from centernet.data.sources import ClassMap, build_source, check_splits
 from centernet.errors import NonFiniteLossError
@@ -31,6 +34,7 @@ from centernet.losses import (CLAMP_EPS, centernet_loss, local_sum, replica_sum,
                               sigmoid_rounding_points)
 from centernet.model import build_model
 from centernet.engine.ema import WeightAverage, ema_objects
+from centernet.engine.data_choices import learning_rate_line, resolve_open_settings
 from centernet.engine.hardware import auto_choices, precision_warning
 from centernet.engine.optim import build_optimizer, build_schedule
 from centernet.engine.preemption import PreemptionWatch
@@ -41,6 +45,7 @@ from centernet.engine.run_log import Progress, RunLog
 LOSS_PARTS = ("loss", "heatmap", "wh", "offset", "giou")
 SUMMARY_METRICS = ("AP", "AP50", "AP75")
 DATA_REPORT = "data_report.json"
+PROVISIONAL_STEPS = 1_000_000  # the schedule's length while a budgeted run measures itself
 
 
 def configure_runtime(cfg: RunConfig) -> tf.distribute.Strategy:
@@ -227,12 +232,27 @@ def nonfinite_message(step: int, values: Dict[str, np.ndarray], logits_dtype: st
 
 
 def _save_config(cfg: RunConfig, run_dir: Path) -> None:
-    """Write `.hydra/config.yaml` when `train` is called without Hydra, so tools that read a
-    run's config (evaluate, predict, export) work on any run directory."""
+    """Write the run's config as it trains (every data-aware choice and the time budget's
+    plan filled in) to `.hydra/config.yaml`, over what Hydra composed, so tools that read a
+    run's config (evaluate, predict, export) see the run as it was (also without Hydra)."""
     path = run_dir / ".hydra" / "config.yaml"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(OmegaConf.structured(cfg), path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name("config.yaml.tmp")
+    OmegaConf.save(OmegaConf.structured(cfg), tmp)
+    tmp.replace(path)
+
+
+
+
+def with_plan(cfg: RunConfig, plan: Plan) -> RunConfig:
+    """`cfg` with the length, schedule and periodic work a time budget's plan fixed."""
+    settings = OmegaConf.structured(cfg)
+    for key, value in (("train.max_steps", plan.steps), ("train.epochs", None),
+                       ("train.eval_every", plan.eval_every),
+                       ("train.checkpoint_every", plan.checkpoint_every),
+                       ("schedule.warmup_steps", plan.warmup_steps)):
+        OmegaConf.update(settings, key, value, merge=False)
+    return validate(settings)
 
 
 class Trainer:
@@ -242,10 +262,8 @@ class Trainer:
     """
 
     def __init__(self, cfg: RunConfig, run_dir: Path):
-        self.cfg = cfg
         self.run_dir = run_dir
         self.strategy = strategy = configure_runtime(cfg)
-        self.replica_batch = per_replica_batch(cfg.train.batch_size, strategy)
         # Only the chief writes the run directory; another worker of a cluster writes what it
         # must (its copy of each checkpoint save) into `distribute.worker_dir`, else into a
         # temporary directory removed at the end.
@@ -257,15 +275,29 @@ class Trainer:
             self.write_dir.mkdir(parents=True, exist_ok=True)
         elif not self.chief:
             self.write_dir = self.temporary_dir = Path(tempfile.mkdtemp(prefix="centernet-"))
-        _save_config(cfg, self.write_dir)
         self.source = build_source(cfg.dataset, ClassMap.load(run_dir), cfg.targets.max_objects)
         check_splits(self.source, [cfg.dataset.train_split, cfg.dataset.val_split])
+        cfg, self.choices = resolve_open_settings(cfg, self.source, run_dir,
+                                                  strategy.num_replicas_in_sync)
+        self.replica_batch = per_replica_batch(cfg.train.batch_size, strategy)
         self.source.classes.save(self.write_dir)
         if self.source.report.splits:
             self.source.report.write(self.write_dir / DATA_REPORT)
-        self.total_steps = cfg.train.total_steps(
-            self.source.num_examples(cfg.dataset.train_split))
-        self.end_step = min(self.total_steps, cfg.train.stop_at_step or self.total_steps)
+        self.plan = Plan.load(run_dir)
+        needs_plan = self.plan is None and cfg.train.budget_seconds is not None
+        if needs_plan and is_distributed(strategy) and cfg.distribute.strategy == "multi_worker":
+            raise ConfigError("train.time_budget is not supported with distribute=multi_worker "
+                              "(each worker would plan alone): set train.max_steps")
+        if self.plan is not None:
+            cfg = with_plan(cfg, self.plan)
+        self.cfg = cfg
+        if self.plan is not None:
+            self.total_steps = self.plan.steps
+        elif needs_plan:  # a provisional length until the run has measured itself
+            self.total_steps = PROVISIONAL_STEPS
+        else:
+            self.total_steps = cfg.train.total_steps(
+                self.source.num_examples(cfg.dataset.train_split))
 
         seed_everything(cfg)
         with strategy.scope():
@@ -282,9 +314,9 @@ class Trainer:
             self.best_ap = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_ap")
             self.ema = (WeightAverage(self.model, cfg.train.ema_decay)
                         if cfg.train.ema_decay else None)
-        checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
-                                         step=self.step_var, skipped=self.skipped,
-                                         best_ap=self.best_ap, **ema_objects(self.ema))
+        self.checkpoint = checkpoint = tf.train.Checkpoint(
+            model=self.model, optimizer=self.optimizer, step=self.step_var, skipped=self.skipped,
+            best_ap=self.best_ap, **ema_objects(self.ema))
         spec = model_spec(cfg, self.source.num_classes)
         self.store = CheckpointStore(run_dir, checkpoint, spec, cfg.train.keep_checkpoints)
         self.resumed_from = self.store.restore_latest(move_damaged=self.chief)
@@ -308,10 +340,44 @@ class Trainer:
         self.train_seconds = float((last_eval or {}).get("train_seconds", 0.0))
         self.evaluate = SplitEvaluator(self.model, self.source, cfg)
         self.train_step = make_train_step(self.model, self.optimizer, cfg, self.ema, strategy)
+        if needs_plan:
+            if resuming:
+                raise ConfigError(
+                    f"train.time_budget={cfg.train.time_budget}: {run_dir} holds checkpoints of "
+                    f"a run that started without a time budget (no {PLAN_FILE}); resume it with "
+                    f"train.time_budget=null, or start a new run")
+            self.plan = self.make_plan(cfg.train.budget_seconds)
+            self.cfg = cfg = with_plan(cfg, self.plan)
+            self.total_steps = self.plan.steps
+            self.schedule.set_length(self.plan.steps, self.plan.warmup_steps)
+        self.end_step = min(self.total_steps, cfg.train.stop_at_step or self.total_steps)
+        if self.chief and (self.choices or self.plan is not None):
+            write_plan_file(run_dir, {}, [c.to_json() for c in self.choices])
+            if self.plan is not None:
+                self.plan.save(run_dir)
+        _save_config(cfg, self.write_dir)
+        self.stopped_early = self.log.last("stop") is not None
+        self.deadline: Optional[float] = None
         self.logits_dtype = keras.backend.standardize_dtype(
             self.model.get_layer("heatmap_out").compute_dtype)
         self.window: list = []
         self.window_start = time.perf_counter()
+
+    def make_plan(self, budget_s: float) -> Plan:
+        """Measure this run's step, checkpoint and evaluation (`budget.measure`, which puts
+        every variable back), then plan the steps that fit `budget_s`."""
+        cfg = self.cfg
+        print(f"train.time_budget={cfg.train.time_budget}: measuring a step and an evaluation "
+              f"to plan the run", file=sys.stderr, flush=True)
+        started_at = process_start_time()
+
+        def step(batch):
+            return {k: v.numpy() for k, v in self.train_step(batch).items()}
+
+        measured = measure(self.checkpoint, lambda: iter(self.batches()), step, self.evaluate,
+                           budget_s)
+        return plan_budget(budget_s, started_at, time.time(), measured, cfg.train.evaluations,
+                           cfg.schedule.warmup_steps, cfg.train.batch_size, cfg.model.input_size)
 
     def fit(self) -> Dict[str, float]:
         """Train from the restored step to `end_step`; evaluate when the run is complete."""
@@ -332,8 +398,19 @@ class Trainer:
             f"training {self.model.name} on {cfg.dataset.name} ({self.source.num_classes} "
             f"classes) for {self.total_steps} steps, batch {cfg.train.batch_size}, peak lr "
             f"{cfg.train.peak_lr:.3g}, loss={cfg.loss.impl}, run dir {self.run_dir}")
+        if self.choices:
+            progress.message("chosen for this data and machine (each one key=value away):")
+            for line in [c.line() for c in self.choices] + [learning_rate_line(cfg)]:
+                progress.message(line)
         for line in auto_choices(cfg.precision.policy, cfg.train.jit_compile):
             progress.message(line)
+        if self.plan is not None:
+            for line in self.plan.lines():
+                progress.message(line)
+            if self.step:
+                progress.message(f"  (kept from {self.run_dir / PLAN_FILE}, as planned when the "
+                                 f"run started)")
+            self.deadline = self.projected_end()
         slow_precision = precision_warning(cfg.precision.resolved_policy)
         if slow_precision:
             progress.message(slow_precision)
@@ -348,7 +425,7 @@ class Trainer:
         preemption = PreemptionWatch(self.strategy, str(self.store.directory), self.save_now,
                                      progress.message)
         try:
-            while self.step < self.end_step:
+            while self.step < self.end_step and not self.stopped_early:
                 self.run_step(next(batches))
                 progress.advance()
                 self.after_step()
@@ -356,6 +433,12 @@ class Trainer:
             if (self.chief and self.step == self.total_steps
                     and self.last_eval_step != self.step):
                 self.run_evaluation()  # resumed after training ended but before its evaluation
+            if self.plan is not None and self.step == self.total_steps and self.resumed_from is None:
+                took = time.time() - self.plan.started_at
+                progress.message(
+                    f"ended {format_duration(took)} after the start: planned "
+                    f"{format_duration(self.plan.expected_end - self.plan.started_at)}, budget "
+                    f"{format_duration(self.plan.budget_s)} ({took / self.plan.budget_s:.1%})")
         finally:
             preemption.close()
             progress.close()
@@ -366,6 +449,17 @@ class Trainer:
         final_eval = self.log.last("eval") or {}
         return {"step": self.step, **{k: last_train[k] for k in LOSS_PARTS if k in last_train},
                 **{k: v for k, v in final_eval.items() if k not in ("step", "kind")}}
+
+    def projected_end(self) -> float:
+        """When the planned run should end (seconds since the epoch): its budget's end for a
+        run that starts now, else now plus the planned time of what is left."""
+        plan = self.plan
+        if self.step == 0:
+            return plan.started_at + plan.budget_s
+        measured = plan.measured
+        evaluations_left = max(plan.evaluations - self.step // plan.eval_every, 1)
+        return time.time() + ((self.end_step - self.step) * measured["step_s"]
+                              + evaluations_left * (measured["eval_s"] + measured["save_s"]))
 
     def batches(self) -> tf.data.Dataset | tf.distribute.DistributedDataset:
         """The training batches from the current step on: one dataset on the default
@@ -407,12 +501,12 @@ class Trainer:
     def after_step(self) -> None:
         """The periodic work due at this step, in order: log, evaluate, checkpoint."""
         train, step = self.cfg.train, self.step
-        if step % train.log_every == 0 or step == self.end_step:
+        if step % train.log_every == 0 or step == self.end_step or self.stopped_early:
             self.write_train_record()
         if self.chief and (step == self.total_steps
                            or (train.eval_every and step % train.eval_every == 0)):
             self.run_evaluation()
-        if step == self.end_step or step % train.checkpoint_every == 0:
+        if step == self.end_step or step % train.checkpoint_every == 0 or self.stopped_early:
             self.store.save(step, self.model.variables)
 
     def save_now(self) -> str:
@@ -442,6 +536,8 @@ class Trainer:
         self.log.write("train", self.step, record)
         self.progress.show(**{k: record[k] for k in ("loss", "lr", "images_per_sec")
                               if k in record})
+        if self.deadline is not None:
+            self.progress.show(left=format_duration(max(self.deadline - time.time(), 0)))
         self.window, self.window_start = [], time.perf_counter()
 
     def run_evaluation(self) -> Dict[str, float]:
@@ -462,9 +558,33 @@ class Trainer:
         if metrics["AP"] > self.best_ap.numpy():
             self.best_ap.assign(metrics["AP"])
             self.store.save_best(self.step, metrics, self.model.variables)
+        self.check_patience()
         self.window_start = time.perf_counter()  # images/s measures training only
         self.step_started = time.perf_counter()
         return metrics
+
+
+    def check_patience(self) -> None:
+        """Early stopping: after `train.patience` evaluations in a row without a better AP
+        than the best, end the run (checkpointed, and a `stop` record in the log so that a
+        resumed run ends too)."""
+        patience = self.cfg.train.patience
+        evaluations = [r for r in self.log.records if r.get("kind") == "eval"]
+        if patience is None or self.step >= self.end_step or not evaluations:
+            return
+        best = max(range(len(evaluations)), key=lambda i: evaluations[i]["AP"])
+        if len(evaluations) - 1 - best < patience:
+            return
+        best_record = evaluations[best]
+        self.log.write("stop", self.step, {"patience": patience,
+                                           "best_step": best_record["step"],
+                                           "best_AP": best_record["AP"]})
+        self.stopped_early = True  # after_step saves this step's checkpoint
+        self.progress.message(
+            f"step {self.step}: early stop, no better validation AP in {patience} "
+            f"evaluation(s) (train.patience={patience}); the best, AP "
+            f"{best_record['AP']:.4f} at step {best_record['step']}, is in "
+            f"{self.store.best_directory}")
 
 
 def train(cfg: DictConfig | RunConfig, run_dir: str | Path) -> Dict[str, float]:

@@ -1,0 +1,232 @@
+"""A run that ends within its time budget: `train.time_budget=45m`.
+
+Before its first step the run measures itself (`Trainer.calibrate`): the first step (which
+traces the step function), the steady step time, one checkpoint save, the time to the first
+batch, and one evaluation; then `plan_budget` fixes the number of steps so that training, its
+evaluations and its checkpoints end within the budget, counted from the moment the process
+started (imports and data checks included). The weights and the optimizer are put back after
+the measurement, so the planned run starts from step 0 with its own schedule: warm-up at most
+`MAX_WARMUP_SHARE` of the steps, and the decay ending at the last step.
+
+The plan is written to `plan.json` in the run directory before the first step; a resumed run
+reads it back and keeps it (steps, schedule, evaluations), whatever the budget on its command
+line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Iterator, List, Optional
+
+from centernet.config import ConfigError
+
+PLAN_FILE = "plan.json"
+MAX_WARMUP_SHARE = 0.1  # warm-up is at most a tenth of the planned steps
+MARGIN_SHARE = 0.005  # kept free at the end for closing the run: 0.5% of the budget ...
+MARGIN_SECONDS = 4.0  # ... plus four (closing the run and TensorFlow: about 4 s measured)
+MIN_STEPS = 10
+MEASURE_SHARE = 0.005  # steady steps are timed for 0.5% of the budget, at least ...
+MIN_MEASURE_SECONDS = 2.0  # ... two seconds
+MIN_TIMED_STEPS, MAX_TIMED_STEPS = 5, 500  # ... and at least 5, at most 500 steps
+SECOND_EVALUATION_SHARE = 0.05  # a first evaluation under 5% of the budget is timed again
+_IMPORTED_AT = time.time()
+
+
+def process_start_time() -> float:
+    """When this process started (seconds since the epoch): from `/proc` on Linux, else when
+    this module was imported."""
+    try:
+        ticks = os.sysconf("SC_CLK_TCK")
+        fields_after_name = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        started_ticks = int(fields_after_name[19])  # field 22 of stat(5): starttime
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime"))
+        return boot + started_ticks / ticks
+    except (OSError, ValueError, IndexError, StopIteration):
+        return _IMPORTED_AT
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What calibration measured, in seconds: `first_step_s` (tracing included),
+    `step_s` (steady mean), `steps_timed`, `save_s` (one checkpoint), `startup_s` (a new input
+    pipeline to its first batch), `eval_s` (one evaluation of the validation split after its
+    first, which traces) and `eval_first_s`."""
+
+    first_step_s: float
+    step_s: float
+    steps_timed: int
+    save_s: float
+    startup_s: float
+    eval_s: float
+    eval_first_s: float
+
+
+@dataclass
+class Plan:
+    """A budgeted run's length and its periodic work, as fixed before its first step.
+
+    Times are seconds; `started_at`, `planned_at` and `expected_end` are seconds since the
+    epoch (`started_at`: when the process that planned started)."""
+
+    budget_s: float
+    steps: int
+    warmup_steps: int
+    eval_every: int
+    evaluations: int
+    checkpoint_every: int
+    images_per_step: int
+    input_size: int
+    started_at: float
+    planned_at: float
+    expected_end: float
+    measured: dict = field(default_factory=dict)
+
+    def save(self, run_dir: Path, choices: Optional[List[dict]] = None) -> None:
+        write_plan_file(run_dir, {"budget": asdict(self)}, choices)
+
+    @classmethod
+    def load(cls, run_dir: Path) -> Optional["Plan"]:
+        record = read_plan_file(run_dir).get("budget")
+        return cls(**record) if record else None
+
+    def lines(self) -> List[str]:
+        """The plan as the run prints it."""
+        m = self.measured
+        end = datetime.fromtimestamp(self.expected_end).strftime("%H:%M:%S")
+        return [
+            f"plan for train.time_budget={format_duration(self.budget_s)}: {self.steps} steps "
+            f"of {self.images_per_step} images at {self.input_size} px "
+            f"({self.steps * self.images_per_step} images), warm-up {self.warmup_steps} steps, "
+            f"{self.evaluations} evaluation(s) every {self.eval_every} steps, ending about "
+            f"{end} ({format_duration(self.expected_end - self.started_at)} after the start)",
+            f"  measured: {m['step_s']:.3f} s a step ({m['steps_timed']} steps), "
+            f"{m['eval_s']:.1f} s an evaluation, {m['save_s']:.2f} s a checkpoint, "
+            f"{m['first_step_s']:.1f} s the first step (tracing), "
+            f"{self.planned_at - self.started_at:.0f} s spent before planning"]
+
+
+def write_plan_file(run_dir: Path, record: dict, choices: Optional[List[dict]]) -> None:
+    """Merge `record` (and the data-aware `choices`) into the run's `plan.json`, atomically."""
+    path = Path(run_dir) / PLAN_FILE
+    content = read_plan_file(run_dir)
+    content.update(record)
+    if choices is not None:
+        content["choices"] = choices
+    tmp = path.with_name(PLAN_FILE + ".tmp")
+    tmp.write_text(json.dumps(content, indent=1))
+    os.replace(tmp, path)
+
+
+def read_plan_file(run_dir: Path) -> dict:
+    path = Path(run_dir) / PLAN_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{path} is not a plan written by training ({error}); remove it to "
+                          f"plan the run again") from error
+
+
+def format_duration(seconds: float) -> str:
+    """`1h02m`, `4m05s`, `37s`."""
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
+
+
+def _seconds(work: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
+
+
+def measure(checkpoint: Any, batches: Callable[[], Iterator], step: Callable[[Any], Any],
+            evaluate: Callable[[], Any], budget_s: float) -> Measurement:
+    """Time the run's own work, then put every variable of `checkpoint` back.
+
+    Args:
+        checkpoint: a `tf.train.Checkpoint` of everything a step or an evaluation changes
+            (weights, BatchNorm statistics, optimizer, averages, counters); it is written to
+            a scratch folder first (that write is the timed save) and read back at the end.
+        batches: makes a new iterator of training batches from step 0.
+        step: runs one train step on a batch and waits for its result.
+        evaluate: one evaluation of the validation split.
+        budget_s: the budget, which sets how long steady steps are timed.
+    """
+    with tempfile.TemporaryDirectory(prefix="centernet-plan-") as scratch:
+        started = time.perf_counter()
+        saved = checkpoint.write(os.path.join(scratch, "before"))
+        save_s = time.perf_counter() - started
+        started = time.perf_counter()
+        iterator = batches()
+        first_batch = next(iterator)
+        startup_s = time.perf_counter() - started
+        first_step_s = _seconds(lambda: step(first_batch))
+        step(next(iterator))  # one more untimed: the first steady step may still warm caches
+        timed, started = 0, time.perf_counter()
+        measure_for = max(MEASURE_SHARE * budget_s, MIN_MEASURE_SECONDS)
+        while timed < MIN_TIMED_STEPS or (time.perf_counter() - started < measure_for
+                                          and timed < MAX_TIMED_STEPS):
+            step(next(iterator))
+            timed += 1
+        step_s = (time.perf_counter() - started) / timed
+        del iterator
+        eval_first_s = _seconds(evaluate)
+        # The first evaluation traces its function; the planned ones will not.
+        eval_s = (_seconds(evaluate) if eval_first_s < SECOND_EVALUATION_SHARE * budget_s
+                  else eval_first_s)
+        checkpoint.read(saved).assert_existing_objects_matched()
+    return Measurement(first_step_s=first_step_s, step_s=step_s, steps_timed=timed,
+                       save_s=save_s, startup_s=startup_s, eval_s=eval_s,
+                       eval_first_s=eval_first_s)
+
+
+def plan_budget(budget_s: float, started_at: float, now: float, measured: Measurement,
+                evaluations: int, warmup_steps: int, images_per_step: int,
+                input_size: int) -> Plan:
+    """The longest run that ends within the budget.
+
+    Left after what was spent (`now - started_at`) and a closing margin, the budget pays for
+    a new input pipeline, then per step `step_s` (the step function stays traced: the schedule
+    reads its length from variables), and `evaluations` evaluations each followed by a
+    checkpoint save. Warm-up is
+    `warmup_steps` capped at `MAX_WARMUP_SHARE` of the steps.
+
+    Raises:
+        ConfigError: the budget does not leave `MIN_STEPS` steps (says what it would take).
+    """
+    margin = MARGIN_SHARE * budget_s + MARGIN_SECONDS
+    start_up = measured.startup_s
+    per_evaluation = measured.eval_s + measured.save_s
+    fixed = start_up + evaluations * per_evaluation + margin
+    left = budget_s - (now - started_at) - fixed
+    steps = int(left // measured.step_s) if left > 0 else 0
+    if steps < MIN_STEPS:
+        needed = (now - started_at) + fixed + MIN_STEPS * measured.step_s
+        raise ConfigError(
+            f"train.time_budget={format_duration(budget_s)} is too short: "
+            f"{now - started_at:.0f} s went on starting and measuring, an evaluation takes "
+            f"{measured.eval_s:.1f} s and a step {measured.step_s:.2f} s; {MIN_STEPS} steps "
+            f"and {evaluations} evaluation(s) need about {format_duration(needed)} (or lower "
+            f"train.evaluations)")
+    evaluations = min(evaluations, steps)
+    eval_every = math.ceil(steps / evaluations)
+    evaluations = math.ceil(steps / eval_every)  # the last one at the end
+    spent = start_up + evaluations * per_evaluation + steps * measured.step_s
+    return Plan(budget_s=budget_s, steps=steps,
+                warmup_steps=min(warmup_steps, int(MAX_WARMUP_SHARE * steps)),
+                eval_every=eval_every, evaluations=evaluations, checkpoint_every=eval_every,
+                images_per_step=images_per_step, input_size=input_size, started_at=started_at,
+                planned_at=now, expected_end=now + spent, measured=asdict(measured))

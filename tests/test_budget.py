@@ -1,0 +1,209 @@
+"""A time budget: durations, the plan's arithmetic on hand-computed cases, the measurement that
+puts every variable back, and real budgeted runs (they end near their budget, their rate
+reaches the schedule's end at the last step, and a run stopped by SIGTERM resumes to the
+same planned step on the same schedule)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from centernet.config import ConfigError, parse_duration, validate
+from centernet.engine.budget import (MARGIN_SECONDS, MARGIN_SHARE, PLAN_FILE, Measurement,
+                                     Plan, format_duration, measure, plan_budget,
+                                     process_start_time)
+from centernet.engine.preemption import PREEMPTED_EXIT_CODE
+from centernet.engine.run_log import read_metrics
+from conftest import ROOT, compose_config
+from test_schedule import reference
+
+
+@pytest.mark.parametrize("text, seconds", [("45m", 2700), ("2h", 7200), ("90s", 90),
+                                           ("1h30m", 5400), ("1.5h", 5400), (" 2M ", 120),
+                                           ("1h0m30s", 3630)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "45", "m", "45 minutes", "1h-5m", "auto5m", "5x"])
+def test_bad_durations_are_refused(text):
+    with pytest.raises(ValueError, match="45m, 2h, 90s"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("value, message", [
+    ("abc", "train.time_budget='abc' is invalid: must be a duration such as 45m"),
+    ("5s", "train.time_budget='5s' is invalid: must be at least 10s")])
+def test_config_names_a_bad_budget(value, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(compose_config([f"train.time_budget={value}"]))
+
+
+def test_which_setting_decides_the_length():
+    """A duration decides; `auto` only where no length is set (the shapes preset sets one)."""
+    shapes = validate(compose_config([]))
+    assert shapes.train.time_budget == "auto" and shapes.train.budget_seconds is None
+    assert shapes.train.total_steps(4000) == 1100
+    smoke = validate(compose_config(["experiment=smoke", "train.time_budget=2m"]))
+    assert smoke.train.budget_seconds == 120.0
+    folder = validate(compose_config(["dataset=voc_xml", "dataset.root=/data"]))
+    assert folder.train.max_steps is None and folder.train.epochs is None
+    with pytest.raises(ConfigError, match="the run has no length"):
+        folder.train.total_steps(100)
+
+
+def test_format_duration():
+    assert [format_duration(s) for s in (37, 245, 3720, 3599.6)] == ["37s", "4m05s", "1h02m",
+                                                                      "1h00m"]
+
+
+def _measured(**changes) -> Measurement:
+    values = dict(first_step_s=9.0, step_s=0.5, steps_timed=20, save_s=0.5, startup_s=1.0,
+                  eval_s=2.0, eval_first_s=4.0)
+    return Measurement(**{**values, **changes})
+
+
+def test_plan_on_a_hand_computed_case():
+    """100 s budget, 10 s gone: a margin of 0.5 + 4 s, 1 s to the first batch and 4 x (2 + 0.5)
+    s of evaluations and saves leave 74.5 s: 149 steps of 0.5 s, evaluated every 38."""
+    assert (MARGIN_SHARE, MARGIN_SECONDS) == (0.005, 4.0)
+    plan = plan_budget(100.0, started_at=1000.0, now=1010.0, measured=_measured(),
+                       evaluations=4, warmup_steps=100, images_per_step=8, input_size=320)
+    assert (plan.steps, plan.eval_every, plan.evaluations, plan.checkpoint_every) == (
+        149, 38, 4, 38)
+    assert plan.warmup_steps == 14  # a tenth of the steps, not the configured 100
+    assert plan.expected_end == pytest.approx(1010.0 + 1.0 + 4 * 2.5 + 149 * 0.5)
+    assert plan.measured["step_s"] == 0.5 and plan.budget_s == 100.0
+
+
+def test_plan_keeps_a_short_warmup_and_counts_the_evaluations_it_makes():
+    plan = plan_budget(3600.0, 0.0, 60.0, _measured(step_s=1.6, eval_s=3.0), evaluations=6,
+                       warmup_steps=100, images_per_step=16, input_size=352)
+    left = 3600 - 60 - 1.0 - 6 * 3.5 - (0.005 * 3600 + 4)
+    assert plan.steps == int(left // 1.6) and plan.warmup_steps == 100
+    assert plan.eval_every * (plan.evaluations - 1) < plan.steps <= plan.eval_every * plan.evaluations
+
+
+def test_a_budget_too_short_says_what_it_would_take():
+    with pytest.raises(ConfigError, match=r"train.time_budget=30s is too short: 20 s went on "
+                                          r"starting .* a step 2.00 s"):
+        plan_budget(30.0, 0.0, 20.0, _measured(step_s=2.0), 6, 10, 8, 256)
+
+
+def test_plan_file_round_trip(tmp_path):
+    plan = plan_budget(100.0, 1000.0, 1010.0, _measured(), 4, 100, 8, 320)
+    plan.save(tmp_path, [{"key": "train.batch_size", "value": 16, "why": "a CPU's batch"}])
+    assert Plan.load(tmp_path) == plan
+    saved = json.loads((tmp_path / PLAN_FILE).read_text())
+    assert saved["choices"][0]["value"] == 16 and saved["budget"]["steps"] == 149
+    (tmp_path / PLAN_FILE).write_text("{broken")
+    with pytest.raises(ConfigError, match="plan.json is not a plan written by training"):
+        Plan.load(tmp_path)
+
+
+def test_process_start_time_is_before_now():
+    started = process_start_time()
+    assert 0 <= time.time() - started < 3600 * 24
+
+
+def test_measure_times_the_work_and_puts_every_variable_back(tmp_path):
+    """The steps and evaluations change variables; afterwards all are as before, bit for bit,
+    and the figures are what the fake work took."""
+    weights = tf.Variable(np.arange(6, dtype=np.float32))
+    counter = tf.Variable(0, dtype=tf.int64)
+    checkpoint = tf.train.Checkpoint(weights=weights, counter=counter)
+    calls = {"steps": 0, "evaluations": 0}
+
+    def step(batch):
+        weights.assign_add(tf.fill([6], batch))
+        counter.assign_add(1)
+        calls["steps"] += 1
+        time.sleep(0.01)
+
+    def evaluate():
+        calls["evaluations"] += 1
+        weights.assign(tf.zeros([6]))
+        time.sleep(0.05)
+
+    measured = measure(checkpoint, lambda: iter(np.full(1000, 0.5, np.float32)), step,
+                       evaluate, budget_s=20.0)
+    assert weights.numpy().tolist() == list(range(6)) and int(counter.numpy()) == 0
+    assert calls["steps"] == measured.steps_timed + 2 and measured.steps_timed >= 5
+    assert calls["evaluations"] == 2  # the first, which would trace, then a steady one
+    assert 0.01 <= measured.step_s < 0.05 and 0.05 <= measured.eval_s < 0.3
+
+
+def _wait_for(predicate, process, timeout=600):
+    deadline = time.time() + timeout
+    while time.time() < deadline and not predicate():
+        assert process.poll() is None, process.stdout.read()
+        time.sleep(0.1)
+
+
+def _train_args(tfds_dir, run_dir, *overrides):
+    return [sys.executable, str(ROOT / "scripts" / "train.py"), "experiment=smoke",
+            f"dataset.data_dir={tfds_dir}", f"hydra.run.dir={run_dir}",
+            "train.progress_bar=false", "train.log_every=1", *overrides]
+
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+
+
+@pytest.mark.slow
+def test_a_budgeted_run_ends_near_its_budget_at_the_schedules_end(tfds_dir, tmp_path):
+    """`experiment=smoke train.time_budget=40s` (its own 40 steps ignored): the planned steps
+    are trained, the last at the cosine's end value, and the run ends around its budget (a
+    generous bound here: CI machines are busy; the README gives the measured figure)."""
+    started = time.time()
+    result = subprocess.run(_train_args(tfds_dir, tmp_path, "train.time_budget=40s"),
+                            capture_output=True, text=True, timeout=600, env=ENV)
+    took = time.time() - started
+    assert result.returncode == 0, result.stderr
+    plan = Plan.load(tmp_path)
+    assert plan.steps > 40 and "plan for train.time_budget=40s" in result.stderr
+    train_records = [r for r in read_metrics(tmp_path) if r["kind"] == "train"]
+    assert [r["step"] for r in train_records] == list(range(1, plan.steps + 1))
+    assert train_records[-1]["lr"] == pytest.approx(0.0, abs=1e-12)  # cosine's floor is 0
+    evaluations = [r["step"] for r in read_metrics(tmp_path) if r["kind"] == "eval"]
+    assert len(evaluations) == plan.evaluations and evaluations[-1] == plan.steps
+    assert f"max_steps: {plan.steps}" in (tmp_path / ".hydra" / "config.yaml").read_text()
+    assert 0.5 * 40 < took < 2.0 * 40, result.stderr
+
+
+@pytest.mark.slow
+def test_sigterm_half_way_resumes_to_the_same_plan(tfds_dir, tmp_path):
+    """Stopped by SIGTERM half-way through its budget, the same command resumes (with another
+    budget on its command line, which the kept plan overrides) and ends at the planned step,
+    every step's rate on the planned schedule."""
+    args = _train_args(tfds_dir, tmp_path, "train.time_budget=40s")
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env=ENV)
+    _wait_for(lambda: (tmp_path / PLAN_FILE).is_file(), process)
+    plan = Plan.load(tmp_path)
+    half = plan.steps // 2
+    _wait_for(lambda: any(r["step"] >= half for r in read_metrics(tmp_path)), process)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == PREEMPTED_EXIT_CODE, output
+    reached = max(r["step"] for r in read_metrics(tmp_path))
+    assert half <= reached < plan.steps
+
+    resumed = subprocess.run([*args[:-1], "train.time_budget=20m"], capture_output=True,
+                             text=True, timeout=600, env=ENV)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "kept from" in resumed.stderr and Plan.load(tmp_path) == plan
+    records = [r for r in read_metrics(tmp_path) if r["kind"] == "train"]
+    assert [r["step"] for r in records] == list(range(1, plan.steps + 1))
+    peak = validate(compose_config(["experiment=smoke"])).train.peak_lr
+    for record in records:
+        assert record["lr"] == pytest.approx(
+            reference(record["step"] - 1, peak, plan.steps, "cosine", plan.warmup_steps),
+            rel=1e-5, abs=1e-10)
