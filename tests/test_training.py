@@ -170,3 +170,39 @@ def test_nonfinite_message_says_why_the_clamp_fails_in_float16():
     assert "no checkpoint was written before it (in ckpts)" in half
     full = nonfinite_message(10, values, "float32", "clamped", None, Path("ckpts"))
     assert "rounds to exactly 1, so" not in full
+
+
+def test_patience_ends_the_run_and_a_resumed_run_stays_ended(tfds_dir, tmp_path, monkeypatch):
+    """train.patience=2 with validation APs 0.1, 0.3, 0.2, 0.25 at steps 4, 8, 12, 16: two
+    evaluations without beating step 8's, so the run ends at step 16 with its checkpoint, the
+    best one at step 8 and a `stop` record; the same command again trains nothing more.
+    (A scripted evaluator: evaluation itself is tested against pycocotools elsewhere.)"""
+    from centernet.engine import training
+
+    aps = iter([0.1, 0.3, 0.2, 0.25, 0.9, 0.9])
+
+    class ScriptedEvaluator:
+        def __init__(self, *args):
+            pass
+
+        def __call__(self):
+            ap = next(aps)
+            return {"AP": ap, "AP50": ap, "AP75": ap}
+
+    monkeypatch.setattr(training, "SplitEvaluator", ScriptedEvaluator)
+    cfg = compose_config(["experiment=smoke", f"dataset.data_dir={tfds_dir}",
+                          "train.max_steps=40", "train.eval_every=4", "train.patience=2",
+                          "train.checkpoint_every=100", "train.progress_bar=false"])
+    result = train(cfg, tmp_path)
+    assert result["step"] == 16 and result["AP"] == 0.25
+    stops = [r for r in read_metrics(tmp_path) if r["kind"] == "stop"]
+    assert stops == [{"step": 16, "kind": "stop", "patience": 2, "best_step": 8,
+                      "best_AP": 0.3}]
+    assert [p.name for p in list_checkpoints(tmp_path / "checkpoints")] == ["ckpt-16"]
+    best = json.loads((tmp_path / "checkpoints" / "best" / "best.json").read_text())
+    assert best["step"] == 8
+
+    again = train(cfg, tmp_path)
+    assert again["step"] == 16
+    assert max(r["step"] for r in read_metrics(tmp_path)) == 16
+    assert next(aps) == 0.9  # no evaluation ran
