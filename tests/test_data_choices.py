@@ -162,3 +162,12 @@ def test_a_folder_run_prints_records_and_keeps_its_choices(tmp_path, capsys):
     plan = json.loads((run_dir / "plan.json").read_text())
     assert {c["key"]: c["value"] for c in plan["choices"]}["train.batch_size"] == 2
     assert "batch_size: 2" in (run_dir / ".hydra" / "config.yaml").read_text()
+
+
+def test_experiment_bccd_is_the_one_folder_command_on_an_honest_protocol():
+    """experiment=bccd trains on train and selects on val (never test, never trainval, which
+    contains val), with exactly the settings of the one command a user types."""
+    bccd = validate(compose_config(["experiment=bccd"]))
+    typed = validate(compose_config(["dataset=voc_xml", "dataset.root=../shared/datasets/bccd"]))
+    assert bccd == typed
+    assert (bccd.dataset.train_split, bccd.dataset.val_split) == ("train", "val")
