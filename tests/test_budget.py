@@ -17,9 +17,9 @@ import pytest
 import tensorflow as tf
 
 from centernet.config import ConfigError, parse_duration, validate
-from centernet.engine.budget import (MARGIN_SECONDS, MARGIN_SHARE, PLAN_FILE, Measurement,
-                                     Plan, format_duration, measure, plan_budget,
-                                     process_start_time)
+from centernet.engine.budget import (MARGIN_SECONDS, MARGIN_SHARE, MIN_REFIT_STEPS, PLAN_FILE,
+                                     Measurement, Plan, format_duration, measure, plan_budget,
+                                     process_start_time, refit_plan)
 from centernet.engine.preemption import PREEMPTED_EXIT_CODE
 from centernet.engine.run_log import read_metrics
 from conftest import ROOT, compose_config
@@ -82,6 +82,19 @@ def test_plan_on_a_hand_computed_case():
     assert plan.warmup_steps == 14  # a tenth of the steps, not the configured 100
     assert plan.expected_end == pytest.approx(1010.0 + 1.0 + 4 * 2.5 + 149 * 0.5)
     assert plan.measured["step_s"] == 0.5 and plan.budget_s == 100.0
+
+
+def test_refit_on_a_hand_computed_case():
+    """The plan above, at the end of its 14-step warm-up 10 s after planning, its steps having
+    taken 0.6 s (not 0.5): 1095.5 - 1020 - 4 x 2.5 = 65.5 s left, 109 more steps."""
+    plan = plan_budget(100.0, 1000.0, 1010.0, _measured(), 4, 100, 8, 320)
+    refitted = refit_plan(plan, step=14, now=1020.0, step_s=0.6)
+    assert (refitted.steps, refitted.eval_every, refitted.evaluations) == (123, 31, 4)
+    assert refitted.warmup_steps == 14 and refitted.refitted_at == 14
+    assert refitted.expected_end == pytest.approx(1020.0 + 109 * 0.6 + 10.0)
+    assert refitted.measured["refit_step_s"] == 0.6 and refitted.planned_at == plan.planned_at
+    late = refit_plan(plan, step=14, now=1095.0, step_s=0.6)  # no time left: one more step
+    assert late.steps == 15
 
 
 def test_plan_keeps_a_short_warmup_and_counts_the_evaluations_it_makes():
@@ -159,23 +172,35 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 
 @pytest.mark.slow
 def test_a_budgeted_run_ends_near_its_budget_at_the_schedules_end(tfds_dir, tmp_path):
-    """`experiment=smoke train.time_budget=40s` (its own 40 steps ignored): the planned steps
-    are trained, the last at the cosine's end value, and the run ends around its budget (a
-    generous bound here: CI machines are busy; the README gives the measured figure)."""
+    """`experiment=smoke train.time_budget=60s` (its own 40 steps ignored) with 12 steps of
+    warm-up: the plan is refitted once at the end of warm-up, the planned steps are trained,
+    every rate after warm-up is the final plan's schedule, the last at the cosine's end value,
+    and the run ends around its budget (a generous bound here: CI machines are busy; the
+    README gives the measured figure)."""
     started = time.time()
-    result = subprocess.run(_train_args(tfds_dir, tmp_path, "train.time_budget=40s"),
+    result = subprocess.run(_train_args(tfds_dir, tmp_path, "train.time_budget=60s",
+                                        "schedule.warmup_steps=12"),
                             capture_output=True, text=True, timeout=600, env=ENV)
     took = time.time() - started
     assert result.returncode == 0, result.stderr
     plan = Plan.load(tmp_path)
-    assert plan.steps > 40 and "plan for train.time_budget=40s" in result.stderr
+    assert plan.steps > 40 and "plan for train.time_budget=1m00s" in result.stderr
+    assert plan.warmup_steps >= MIN_REFIT_STEPS, "too few steps planned to test the refit"
+    assert plan.refitted_at == plan.warmup_steps
+    assert f"step {plan.warmup_steps}: warm-up done at" in result.stderr
+    peak = validate(compose_config(["experiment=smoke"])).train.peak_lr
+    for record in read_metrics(tmp_path):
+        if record["kind"] == "train" and record["step"] > plan.warmup_steps:
+            assert record["lr"] == pytest.approx(reference(
+                record["step"] - 1, peak, plan.steps, "cosine", plan.warmup_steps),
+                rel=1e-5, abs=1e-10)
     train_records = [r for r in read_metrics(tmp_path) if r["kind"] == "train"]
     assert [r["step"] for r in train_records] == list(range(1, plan.steps + 1))
     assert train_records[-1]["lr"] == pytest.approx(0.0, abs=1e-12)  # cosine's floor is 0
     evaluations = [r["step"] for r in read_metrics(tmp_path) if r["kind"] == "eval"]
     assert len(evaluations) == plan.evaluations and evaluations[-1] == plan.steps
     assert f"max_steps: {plan.steps}" in (tmp_path / ".hydra" / "config.yaml").read_text()
-    assert 0.5 * 40 < took < 2.0 * 40, result.stderr
+    assert 0.5 * 60 < took < 2.0 * 60, result.stderr
 
 
 @pytest.mark.slow

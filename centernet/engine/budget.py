@@ -8,9 +8,16 @@ started (imports and data checks included). The weights and the optimizer are pu
 the measurement, so the planned run starts from step 0 with its own schedule: warm-up at most
 `MAX_WARMUP_SHARE` of the steps, and the decay ending at the last step.
 
-The plan is written to `plan.json` in the run directory before the first step; a resumed run
-reads it back and keeps it (steps, schedule, evaluations), whatever the budget on its command
-line.
+The measurement cannot see everything a long run meets: the input pipeline had a head start
+while the first step traced, and machines drift. So at the end of warm-up (when it is at least
+`MIN_REFIT_STEPS` steps and no evaluation has run), the run refits its plan once to the pace its
+own steps kept since step `PACE_FROM` (`refit_plan`): the same end, warm-up and number of
+evaluations, more or fewer steps. The decay has not begun then, so the schedule still spans
+the run exactly and ends at its end value at the last step.
+
+The plan is written to `plan.json` in the run directory before the first step (and again when
+refitted); a resumed run reads it back and keeps it (steps, schedule, evaluations), whatever
+the budget on its command line.
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ MAX_WARMUP_SHARE = 0.1  # warm-up is at most a tenth of the planned steps
 MARGIN_SHARE = 0.005  # kept free at the end for closing the run: 0.5% of the budget ...
 MARGIN_SECONDS = 4.0  # ... plus four (closing the run and TensorFlow: about 4 s measured)
 MIN_STEPS = 10
+PACE_FROM = 3  # the refit times the steps after this one (tracing and first batches done)
+MIN_REFIT_STEPS = 10  # a warm-up shorter than this is not worth a refit
 MEASURE_SHARE = 0.005  # steady steps are timed for 0.5% of the budget, at least ...
 MIN_MEASURE_SECONDS = 2.0  # ... two seconds
 MIN_TIMED_STEPS, MAX_TIMED_STEPS = 5, 500  # ... and at least 5, at most 500 steps
@@ -88,6 +97,7 @@ class Plan:
     planned_at: float
     expected_end: float
     measured: dict = field(default_factory=dict)
+    refitted_at: Optional[int] = None
 
     def save(self, run_dir: Path, choices: Optional[List[dict]] = None) -> None:
         write_plan_file(run_dir, {"budget": asdict(self)}, choices)
@@ -111,6 +121,25 @@ class Plan:
             f"{m['eval_s']:.1f} s an evaluation, {m['save_s']:.2f} s a checkpoint, "
             f"{m['first_step_s']:.1f} s the first step (tracing), "
             f"{self.planned_at - self.started_at:.0f} s spent before planning"]
+
+
+def refit_plan(plan: Plan, step: int, now: float, step_s: float) -> Plan:
+    """`plan` refitted at `step` (the end of warm-up, before any evaluation) to a pace of
+    `step_s` seconds a step: as many steps as end by the printed end (`expected_end`) with
+    all the planned evaluations still to come; warm-up unchanged, never fewer steps than
+    already done plus one."""
+    measured = plan.measured
+    per_evaluation = measured["eval_s"] + measured["save_s"]
+    left = plan.expected_end - now - plan.evaluations * per_evaluation
+    steps = max(step + int(left // step_s), step + 1)
+    eval_every = math.ceil(steps / plan.evaluations)
+    evaluations = math.ceil(steps / eval_every)
+    return Plan(budget_s=plan.budget_s, steps=steps, warmup_steps=plan.warmup_steps,
+                eval_every=eval_every, evaluations=evaluations, checkpoint_every=eval_every,
+                images_per_step=plan.images_per_step, input_size=plan.input_size,
+                started_at=plan.started_at, planned_at=plan.planned_at,
+                expected_end=now + (steps - step) * step_s + evaluations * per_evaluation,
+                measured={**measured, "refit_step_s": step_s}, refitted_at=step)
 
 
 def write_plan_file(run_dir: Path, record: dict, choices: Optional[List[dict]]) -> None:

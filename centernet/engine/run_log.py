@@ -93,6 +93,10 @@ class Progress:
     def advance(self) -> None:
         self._bar.update(1)
 
+    def set_total(self, total: int) -> None:
+        self._bar.total = total
+        self._bar.refresh()
+
     def show(self, **values: float) -> None:
         for key, value in values.items():
             self._postfix[key] = f"{value:.3g}" if isinstance(value, float) else str(value)

@@ -21,8 +21,9 @@ import numpy as np
 import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
 
-from centernet.engine.budget import (PLAN_FILE, Plan, format_duration, measure, plan_budget,
-                                     process_start_time, write_plan_file)
+from centernet.engine.budget import (MIN_REFIT_STEPS, PACE_FROM, PLAN_FILE, Plan,
+                                     format_duration, measure, plan_budget, process_start_time,
+                                     refit_plan, write_plan_file)
 from centernet.engine.checkpointing import (CheckpointStore, checkpoint_step, list_checkpoints,
                                             model_spec)
 from centernet.config import ConfigError, RunConfig, validate
@@ -358,6 +359,7 @@ class Trainer:
         _save_config(cfg, self.write_dir)
         self.stopped_early = self.log.last("stop") is not None
         self.deadline: Optional[float] = None
+        self.pace_from: Optional[float] = None  # when step PACE_FROM ended (a refit's clock)
         self.logits_dtype = keras.backend.standardize_dtype(
             self.model.get_layer("heatmap_out").compute_dtype)
         self.window: list = []
@@ -448,7 +450,8 @@ class Trainer:
         last_train = self.log.last("train") or {}
         final_eval = self.log.last("eval") or {}
         return {"step": self.step, **{k: last_train[k] for k in LOSS_PARTS if k in last_train},
-                **{k: v for k, v in final_eval.items() if k not in ("step", "kind")}}
+                **{k: v for k, v in final_eval.items() if k not in ("step", "kind")},
+                "best_AP": float(self.best_ap.numpy()) if final_eval else float("nan")}
 
     def projected_end(self) -> float:
         """When the planned run should end (seconds since the epoch): its budget's end for a
@@ -498,8 +501,40 @@ class Trainer:
         self.progress.message(f"step {self.step}: non-finite, update skipped "
                               f"({int(self.skipped.numpy())} so far)")
 
+    def refit_due(self) -> bool:
+        """Whether this step ends the warm-up of a fresh budgeted run that refits its plan."""
+        plan = self.plan
+        return (plan is not None and plan.refitted_at is None and self.resumed_from is None
+                and self.chief and plan.warmup_steps >= MIN_REFIT_STEPS
+                and self.step == plan.warmup_steps < plan.eval_every
+                and self.pace_from is not None)
+
+    def refit(self) -> None:
+        """Refit the plan to the steps' own pace since step PACE_FROM (`budget.refit_plan`)."""
+        pace = (time.time() - self.pace_from) / (self.step - PACE_FROM)
+        before = self.plan
+        self.plan = plan = refit_plan(before, self.step, time.time(), pace)
+        self.cfg = with_plan(self.cfg, plan)
+        self.total_steps = self.end_step = plan.steps
+        if self.cfg.train.stop_at_step:
+            self.end_step = min(plan.steps, self.cfg.train.stop_at_step)
+        self.schedule.set_length(plan.steps, plan.warmup_steps)
+        plan.save(self.run_dir)
+        _save_config(self.cfg, self.write_dir)
+        self.progress.set_total(plan.steps)
+        self.progress.message(
+            f"step {self.step}: warm-up done at {pace:.3f} s a step (measured "
+            f"{before.measured['step_s']:.3f}): refitted to {plan.steps} steps (was "
+            f"{before.steps}), {plan.evaluations} evaluation(s) every {plan.eval_every} steps, "
+            f"same end")
+
     def after_step(self) -> None:
-        """The periodic work due at this step, in order: log, evaluate, checkpoint."""
+        """The periodic work due at this step, in order: refit a budget's plan, log,
+        evaluate, checkpoint."""
+        if self.step == PACE_FROM:
+            self.pace_from = time.time()
+        if self.refit_due():
+            self.refit()
         train, step = self.cfg.train, self.step
         if step % train.log_every == 0 or step == self.end_step or self.stopped_early:
             self.write_train_record()
@@ -591,7 +626,8 @@ def train(cfg: DictConfig | RunConfig, run_dir: str | Path) -> Dict[str, float]:
     """Train (or resume) a run in `run_dir` and return its final metrics.
 
     Returns:
-        `step`, the last logged loss parts, and the final evaluation's metrics (`AP`, ...).
+        `step`, the last logged loss parts, the final evaluation's metrics (`AP`, ...) and
+        `best_AP`, the best checkpoint's validation AP (NaN before any evaluation).
 
     Raises:
         NonFiniteLossError: with `train.on_nonfinite=stop`, naming the step and the cause.
