@@ -56,9 +56,10 @@ _FALSE = ("false", "no", "off", "0")
 VERBOSE = False  # set from the command line when this module is imported
 
 
-def run_command(command: Callable[[], T]) -> T:
+def run_command(command: Callable[[], T], exit_on_user_error: bool = True) -> T:
     """Run `command`; on a config, data, checkpoint or non-finite-loss error print
-    `error: <message>` to stderr and exit with status 2."""
+    `error: <message>` to stderr and exit with status 2 (or, without `exit_on_user_error`,
+    raise it on after printing: a sweep's trial fails alone)."""
     if not VERBOSE:
         logging.getLogger("absl").setLevel(logging.WARNING)  # TFDS reports every dataset it opens
         logging.getLogger("tensorflow").setLevel(logging.WARNING)  # "Assets written to: ..."
@@ -66,6 +67,8 @@ def run_command(command: Callable[[], T]) -> T:
         return command()
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
+        if not exit_on_user_error:
+            raise
         sys.exit(EXIT_USER_ERROR)
 
 

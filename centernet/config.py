@@ -21,7 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 
 DATASET_SOURCES = ("shapes", "tfds", "voc_xml", "coco_json")
 PRETRAINED = ("imagenet",)
-PRETRAINED_BACKBONES = ("resnet50", "mobilenetv2")  # keras.applications ships their weights
+# ImageNet weights: keras.applications ships ResNet-50's and MobileNetV2's, KerasHub ResNet-18's
+PRETRAINED_BACKBONES = ("resnet18", "resnet50", "mobilenetv2")
 BACKBONES = ("resnet18", "resnet50", "mobilenetv2")
 NECKS = ("deconv", "shortcut")
 TARGET_KINDS = ("centernet", "ttfnet")
@@ -143,7 +144,9 @@ class ModelConfig:
     the original CenterNet's three deconvolutions from stride 32, or `shortcut`, the same with
     TTFNet's shortcuts adding the backbone's stride-16, 8 and 4 features on the way up.
     `sync_bn`: BatchNormalization takes its batch statistics over all replicas of a
-    distributed run (the global batch) instead of each replica's own share. `input_size`
+    distributed run (the global batch) instead of each replica's own share. `preset`: where
+    `model.pretrained=imagenet` loads ResNet-18's weights from KerasHub, a preset name
+    (default `resnet_18_imagenet`, downloaded once) or a local preset folder. `input_size`
     null: chosen from the training split's object sizes when the run starts
     (`centernet/engine/data_choices.py`)."""
 
@@ -155,6 +158,7 @@ class ModelConfig:
     heatmap_bias: float = -2.19
     weights: Optional[str] = None
     pretrained: Optional[str] = None
+    preset: Optional[str] = None
     sync_bn: bool = False
 
     def __post_init__(self) -> None:
@@ -164,7 +168,7 @@ class ModelConfig:
             _choice("model.pretrained", self.pretrained, PRETRAINED)
             if self.name not in PRETRAINED_BACKBONES:
                 _fail("model.pretrained", self.pretrained,
-                      f"backbone {self.name} has no ImageNet weights in keras.applications; "
+                      f"backbone {self.name} has no ImageNet weights; "
                       f"choose model.name={' or model.name='.join(PRETRAINED_BACKBONES)}, or "
                       f"pass model.weights=PATH")
         if self.input_size is not None and (self.input_size < 64 or self.input_size % 32):

@@ -94,12 +94,80 @@ def keras_home(tmp_path, monkeypatch):
     return home
 
 
-def test_resnet18_has_no_imagenet_weights():
-    with pytest.raises(ConfigError) as error:
-        build_model(small_config("resnet18", 64, pretrained="imagenet"), 3)
+def _keras_hub_preset(path, blocks=(2, 2, 2, 2)):
+    """A KerasHub ResNet preset folder (as KerasHub's cache holds `resnet_18_imagenet`) with
+    random (not initial) weights; returns the KerasHub backbone saved."""
+    import keras_hub
+
+    hub = keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64], input_conv_kernel_sizes=[7],
+        stackwise_num_filters=[64, 128, 256, 512], stackwise_num_blocks=list(blocks),
+        stackwise_num_strides=[1, 2, 2, 2], block_type="basic_block", use_pre_activation=False,
+        image_shape=(None, None, 3))
+    rng = np.random.default_rng(1)
+    for variable in hub.weights:
+        values = rng.normal(0.0, 0.05, variable.shape)
+        if "variance" in variable.path:
+            values = np.abs(values) + 0.5
+        variable.assign(values.astype(np.float32))
+    hub.save_to_preset(str(path))
+    return hub
+
+
+def _hub_name(ours: str) -> str:
+    """KerasHub's layer name for ours, written out independently of the loader."""
+    if ours.startswith("stem_"):
+        return "conv1_" + ours.split("_")[1]
+    stage, block, part, kind = ours.split("_")
+    part = {"1": "1", "2": "2", "down": "0"}[part]
+    return f"stack{int(stage[5:]) - 1}_block{int(block[5:]) - 1}_{part}_{kind}"
+
+
+def test_resnet18_starts_from_a_keras_hub_preset_folder_bit_for_bit(tmp_path):
+    hub = _keras_hub_preset(tmp_path / "resnet_18_imagenet")
+    model = build_model(small_config("resnet18", 64, pretrained="imagenet",
+                                     preset=str(tmp_path / "resnet_18_imagenet")), 3)
+    backbone = model.get_layer("resnet18")
+    weighted = [layer for layer in backbone.layers if layer.weights
+                and not isinstance(layer, keras.layers.Normalization)]
+    assert len(weighted) == 40  # 20 convolutions (17 + 3 projections), 20 BatchNorms
+    for layer in weighted:
+        source = hub.get_layer(_hub_name(layer.name)).get_weights()
+        target = layer.get_weights()
+        assert len(source) == len(target) and all(
+            np.array_equal(s, t) for s, t in zip(source, target)), layer.name
+    assert sum(w.size for layer in weighted for w in layer.get_weights()) == hub.count_params()
+
+
+def test_resnet18_rebuilt_for_a_checkpoint_reads_no_preset(tmp_path):
+    model = build_model(small_config("resnet18", 64, pretrained="imagenet",
+                                     preset=str(tmp_path / "absent")), 3,
+                        initial_weights=False)
+    assert model.name == "centernet_resnet18"
+
+
+def test_a_preset_that_is_not_resnet18_is_named(tmp_path):
+    _keras_hub_preset(tmp_path / "resnet34", blocks=(3, 4, 6, 3))
+    with pytest.raises(CheckpointError) as error:
+        build_model(small_config("resnet18", 64, pretrained="imagenet",
+                                 preset=str(tmp_path / "resnet34")), 3)
     message = str(error.value)
-    assert "model.pretrained" in message and "resnet18" in message
-    assert "resnet50" in message and "mobilenetv2" in message and "\n" not in message
+    assert message.startswith(f"model.preset={tmp_path / 'resnet34'}: ")
+    assert "stack0_block2" in message and "not a ResNet-18 backbone" in message
+    assert "\n" not in message
+
+
+def test_a_missing_preset_folder_is_one_line(tmp_path):
+    with pytest.raises(CheckpointError) as error:
+        build_model(small_config("resnet18", 64, pretrained="imagenet",
+                                 preset=str(tmp_path / "nowhere" / "resnet_18_imagenet")), 3)
+    message = str(error.value)
+    assert "nowhere" in message and "\n" not in message
+
+
+def test_pretrained_is_refused_for_an_unknown_choice():
+    with pytest.raises(ConfigError, match="model.pretrained='coco' is invalid"):
+        small_config("resnet18", 64, pretrained="coco")
 
 
 @pytest.mark.parametrize("input_size", [96, 64])  # 64: not an ImageNet size, Keras uses 224's

@@ -6,7 +6,8 @@ each behind the `preprocess_input` its ImageNet weights were trained with (ResNe
 and the ImageNet mean subtracted; MobileNetV2: scaled to [-1, 1]).
 
 All train from scratch unless `model.pretrained=imagenet` (`resnet50`, `mobilenetv2`: Keras
-downloads its ImageNet weights once into `~/.keras/models/`, or `$KERAS_HOME/models/`) or
+downloads its ImageNet weights once into `~/.keras/models/`, or `$KERAS_HOME/models/`;
+`resnet18`: KerasHub's `resnet_18_imagenet`, copied into it by `keras_hub_weights.py`) or
 `model.weights` names a weights file.
 """
 
@@ -65,7 +66,8 @@ def basic_block(x, filters: int, stride: int, name: str):
 def resnet18(inputs, pretrained: Optional[str] = None) -> keras.Model:
     """ResNet-18 to stride 32 (512 channels), inputs normalised as ImageNet models expect."""
     if pretrained:
-        raise ValueError("resnet18 has no pretrained weights")
+        raise ValueError("resnet18's ImageNet weights come from KerasHub: see "
+                         "centernet.model.keras_hub_weights")
     x = layers.Normalization(mean=[123.675, 116.28, 103.53],
                              variance=[58.395 ** 2, 57.12 ** 2, 57.375 ** 2],
                              name="normalize")(inputs)

@@ -7,7 +7,8 @@ Heads compute in float32 whatever the mixed-precision policy, so the loss sees f
 `head_dtype=None`: then they compute in the policy's dtype (`precision.heads=compute`).
 
 The backbone starts from `model.weights` (a file) if set, else from ImageNet weights with
-`model.pretrained=imagenet` (fetched by Keras, `centernet.model.backbones`), else from scratch.
+`model.pretrained=imagenet` (fetched by Keras, `centernet.model.backbones`; ResNet-18's from
+KerasHub, `centernet.model.keras_hub_weights`), else from scratch.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from centernet.config import ModelConfig
 from centernet.errors import CheckpointError
 from centernet.model.backbones import (BACKBONE_BUILDERS, BN_EPSILON, BN_MOMENTUM,
                                        feature_pyramid, imagenet_weights_file)
+from centernet.model.keras_hub_weights import RESNET18_PRESET, load_keras_hub_weights
 
 
 def _upsample(x, filters: int, index: int):
@@ -77,9 +79,35 @@ def _raised_in(error: BaseException, function: str) -> bool:
     return any(frame.name == function for frame in traceback.extract_tb(error.__traceback__))
 
 
+def _keras_hub_resnet18(cfg: ModelConfig, inputs) -> keras.Model:
+    """Our ResNet-18 with the ImageNet weights of KerasHub's preset `model.preset`; a missing
+    KerasHub, an unreachable or wrong preset becomes a one-line `CheckpointError`."""
+    backbone = BACKBONE_BUILDERS["resnet18"](inputs)
+    preset = cfg.preset or RESNET18_PRESET
+    key = f"model.pretrained={cfg.pretrained}"
+    try:
+        load_keras_hub_weights(backbone, preset)
+    except ImportError as error:
+        raise CheckpointError(
+            f"{key}: ResNet-18's ImageNet weights come from KerasHub ({RESNET18_PRESET}), "
+            f"which is not installed: pip install keras-hub (or the package's [pretrained] "
+            f"extra), or pass model.weights=PATH") from error
+    except ValueError as error:
+        raise CheckpointError(f"model.preset={preset}: {_one_line(error)}") from error
+    except Exception as error:  # pylint: disable=broad-except  (KerasHub's download errors)
+        raise CheckpointError(
+            f"{key}: KerasHub could not load the preset {preset} ({_one_line(error)}); without "
+            f"network, copy a saved preset folder (KerasHub's cache, or Backbone.save_to_preset) "
+            f"to this machine and pass model.preset=DIR") from error
+    return backbone
+
+
 def _pretrained_backbone(cfg: ModelConfig, inputs) -> keras.Model:
-    """The backbone with its `cfg.pretrained` weights, which Keras fetches into its cache; a
-    failed download or an unreadable cached file becomes a one-line `CheckpointError`."""
+    """The backbone with its `cfg.pretrained` weights, which Keras fetches into its cache
+    (ResNet-18's: KerasHub); a failed download or an unreadable cached file becomes a
+    one-line `CheckpointError`."""
+    if cfg.name == "resnet18":
+        return _keras_hub_resnet18(cfg, inputs)
     file_name, url = imagenet_weights_file(cfg.name, cfg.input_size)
     try:
         return BACKBONE_BUILDERS[cfg.name](inputs, cfg.pretrained)
