@@ -23,7 +23,8 @@ from centernet.data.pipeline import train_dataset
 from centernet.data.sources import build_source
 from centernet.engine.optim import build_optimizer, build_schedule
 from centernet.engine.strategies import DEFAULT_STRATEGY, build_strategy
-from centernet.engine.training import LOSS_PARTS, make_train_step, train
+from centernet.engine.step import LOSS_PARTS, make_train_step
+from centernet.engine.training import train
 from centernet.model import build_model
 from conftest import LOGICAL_CPUS, ROOT, compose_config
 

@@ -21,7 +21,8 @@ from centernet.errors import NonFiniteLossError
 from centernet.model import build_model
 from centernet.engine.optim import build_optimizer, build_schedule
 from centernet.engine.run_log import read_metrics
-from centernet.engine.training import make_train_step, train
+from centernet.engine.step import make_train_step
+from centernet.engine.training import train
 from conftest import ROOT, compose_config, run_script
 from test_schedule import reference
 
@@ -160,7 +161,7 @@ def test_sigkill_mid_run_resumes_to_completion(tfds_dir, tmp_path):
 def test_nonfinite_message_says_why_the_clamp_fails_in_float16():
     """In float16 1 - 1e-4 rounds to 1 (its spacing below 1 is 2^-11 = 4.9e-4), so the clamp
     no longer keeps log(1 - p) finite; in float32 it does, and the message says otherwise."""
-    from centernet.engine.training import nonfinite_message
+    from centernet.engine.step import nonfinite_message
 
     values = {k: np.float32("nan") for k in ("loss", "heatmap", "wh", "offset", "giou")}
     values.update(sigmoid_zero=0, sigmoid_one=2, logits_min=-3.0, logits_max=8.5)
