@@ -224,7 +224,12 @@ class AugmentConfig:
     `contrast`, `saturation`: factor `1 + U(-v, v)` each, applied in a random order;
     `lighting`: PCA (AlexNet) lighting noise with standard deviation `lighting`. 0 turns a
     knob off. `max_scale` null: chosen from the training split's smallest objects when the
-    run starts (`centernet/engine/data_choices.py`)."""
+    run starts (`centernet/engine/data_choices.py`).
+
+    `mosaic`: four images in one input (`centernet/data/mosaic.py`), until the last
+    `mosaic_off` share of the run's steps, which train on single images as YOLO trainers
+    close mosaic; `mixup`: the probability that an example is blended with a second one,
+    `lam ~ Beta(mixup_alpha, mixup_alpha)`."""
 
     flip: float = 0.5
     crop: bool = True
@@ -235,9 +240,18 @@ class AugmentConfig:
     contrast: float = 0.4
     saturation: float = 0.4
     lighting: float = 0.1
+    mosaic: bool = False
+    mosaic_off: float = 0.15
+    mixup: float = 0.0
+    mixup_alpha: float = 32.0
 
     def __post_init__(self) -> None:
         _in_range("augment.flip", self.flip, 0.0, 1.0)
+        if not 0.0 <= self.mosaic_off < 1.0:
+            _fail("augment.mosaic_off", self.mosaic_off, "must be in [0, 1): the share of the "
+                  "run's last steps without mosaic")
+        _in_range("augment.mixup", self.mixup, 0.0, 1.0)
+        _in_range("augment.mixup_alpha", self.mixup_alpha, 0.0, 1000.0, open_low=True)
         _in_range("augment.min_scale", self.min_scale, 0.0, 10.0, open_low=True)
         if self.max_scale is not None:
             _in_range("augment.max_scale", self.max_scale, self.min_scale, 10.0)

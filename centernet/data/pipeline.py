@@ -6,19 +6,22 @@ AUTOTUNE; the examples' boxes are padded into batches and each batch's targets a
 one parallel `map` (the heatmaps written once, in place, rather than per example and then
 copied by `batch()`); batches are prefetched. With `train.seed` set the stream is deterministic,
 and `start_step` skips exactly the examples earlier steps consumed, so a resumed run continues
-the same stream.
+the same stream. With mosaic or mixup (`mosaic.py`) each example takes a fixed group of records
+(4 for a mosaic, twice as many with mixup), so the records a step starts from still follow
+from the step alone.
 """
 
 from __future__ import annotations
 
 import random
-from typing import Dict
+from typing import Callable, Dict, List, Optional
 
 import tensorflow as tf
 
 from centernet.config import DOWN_RATIO, RunConfig
 from centernet.data.augment import augment
 from centernet.data.letterbox import letterbox_boxes, letterbox_image
+from centernet.data.mosaic import maybe_mixup, mosaic_augment
 from centernet.data.sources import Source, decode_record
 from centernet.data.targets import render_targets_batch, render_ttf_targets_batch
 
@@ -43,6 +46,12 @@ def augmented_example(record: Dict[str, tf.Tensor], seed: tf.Tensor,
         and `labels` `[N]` int32 of the boxes trained on (crowd boxes left out).
     """
     example = augment(decode_record(record), cfg.augment, seed, cfg.model.input_size)
+    return _training_example(example, cfg)
+
+
+def _training_example(example: Dict[str, tf.Tensor], cfg: RunConfig) -> Dict[str, tf.Tensor]:
+    """An augmented common-format example -> `augmented_example`'s format: letterboxed,
+    boxes at the output grid's scale, crowd boxes left out."""
     image, params = letterbox_image(example["image"], cfg.model.input_size)
     boxes = letterbox_boxes(example["boxes"], params) / DOWN_RATIO
     trained = tf.logical_not(example["is_crowd"])
@@ -77,9 +86,79 @@ def train_example(record: Dict[str, tf.Tensor], seed: tf.Tensor, cfg: RunConfig,
     return {key: value[0] for key, value in batch.items()}
 
 
+def mosaic_example(records: List[Dict[str, tf.Tensor]], seed: tf.Tensor,
+                   cfg: RunConfig) -> Dict[str, tf.Tensor]:
+    """Four records -> one training example before its targets (`mosaic.mosaic_augment`),
+    in `augmented_example`'s format."""
+    example = mosaic_augment([decode_record(r) for r in records], cfg.augment, seed,
+                             cfg.model.input_size)
+    return _training_example(example, cfg)
+
+
+def _record_at(group: Dict[str, tf.Tensor], k: int) -> Dict[str, tf.Tensor]:
+    """Record `k` of a `ragged_batch` of records."""
+    return {key: value[k] for key, value in group.items()}
+
+
+def grouped_example(group: Dict[str, tf.Tensor], seed: tf.Tensor, cfg: RunConfig,
+                    use_mosaic: bool) -> Dict[str, tf.Tensor]:
+    """One training example from its group of records (see the module docstring): a mosaic
+    of the first four (or the first record alone), blended with the rest with probability
+    `augment.mixup`."""
+    per_example = 4 if use_mosaic else 1
+    seeds = tf.random.experimental.stateless_split(seed, num=3)
+
+    def make(offset: int, example_seed: tf.Tensor) -> Dict[str, tf.Tensor]:
+        records = [_record_at(group, offset + k) for k in range(per_example)]
+        if use_mosaic:
+            return mosaic_example(records, example_seed, cfg)
+        return augmented_example(records[0], example_seed, cfg)
+
+    first = make(0, seeds[0])
+    if cfg.augment.mixup == 0:
+        return first
+    return maybe_mixup(first, lambda: make(per_example, seeds[1]), cfg.augment, seeds[2])
+
+
+def _grouped_examples(records: Callable[[], tf.data.Dataset], cfg: RunConfig, seed: int,
+                      start_step: int, per_step: int,
+                      mosaic_until: Optional[int]) -> tf.data.Dataset:
+    """Training examples (before targets) from `start_step` on, with mosaic for the steps
+    before `mosaic_until` (None: every step; only with `augment.mosaic`) and mixup.
+
+    `records` makes the shuffled, repeated record stream; each phase iterates a new one (a
+    seeded shuffle's order depends on how often its dataset was iterated before, so phases
+    sharing one would not give a resumed run the same records)."""
+    mixes = 2 if cfg.augment.mixup > 0 else 1
+    if not cfg.augment.mosaic:
+        mosaic_until = 0
+    inf = float("inf")
+    switch = inf if mosaic_until is None else mosaic_until
+
+    def phase(first_step: int, use_mosaic: bool, steps: Optional[int]) -> tf.data.Dataset:
+        before = per_step * mixes * (4 * min(first_step, switch) + max(first_step - switch, 0))
+        group = (4 if use_mosaic else 1) * mixes
+        examples = (records().skip(int(before)).ragged_batch(group, drop_remainder=True)
+                    .enumerate(start=first_step * per_step))
+        if steps is not None:
+            examples = examples.take(steps * per_step)
+        return examples.map(
+            lambda index, group_records: grouped_example(
+                group_records, tf.stack([tf.constant(seed, tf.int64), index]), cfg,
+                use_mosaic),
+            num_parallel_calls=AUTOTUNE)
+
+    if switch == inf:
+        return phase(start_step, True, None)
+    if start_step >= switch:
+        return phase(start_step, False, None)
+    return phase(start_step, True, int(switch) - start_step).concatenate(
+        phase(int(switch), False, None))
+
+
 def train_dataset(source: Source, cfg: RunConfig, start_step: int = 0,
                   batch_size: int | None = None, num_shards: int = 1,
-                  shard: int = 0) -> tf.data.Dataset:
+                  shard: int = 0, mosaic_until: Optional[int] = None) -> tf.data.Dataset:
     """Endless batches of `train_example`s from `cfg.dataset.train_split`.
 
     Args:
@@ -91,6 +170,8 @@ def train_dataset(source: Source, cfg: RunConfig, start_step: int = 0,
             one step sees the same examples as on one device.
         num_shards, shard: a worker of a cluster reads every `num_shards`-th record from
             `shard` on (its own share of the split).
+        mosaic_until: with `augment.mosaic`, the first step without it (None: mosaic
+            throughout).
     """
     seed = cfg.train.seed if cfg.train.seed is not None else random.randrange(2 ** 31)
     batch_size = batch_size or cfg.train.batch_size
@@ -99,16 +180,24 @@ def train_dataset(source: Source, cfg: RunConfig, start_step: int = 0,
         records = records.shard(num_shards, shard)
     if cfg.dataset.cache:
         records = records.cache()
-    records = records.shuffle(cfg.dataset.shuffle_buffer, seed=seed,
-                              reshuffle_each_iteration=True).repeat()
+
+    def shuffled() -> tf.data.Dataset:
+        return records.shuffle(cfg.dataset.shuffle_buffer, seed=seed,
+                               reshuffle_each_iteration=True).repeat()
+
     # Each worker (shard) takes 1 / num_shards of every global batch.
-    records = records.enumerate().skip(start_step * cfg.train.batch_size // num_shards)
+    per_step = cfg.train.batch_size // num_shards
+    if cfg.augment.mosaic or cfg.augment.mixup > 0:
+        examples = _grouped_examples(shuffled, cfg, seed, start_step, per_step, mosaic_until)
+    else:
+        def to_example(index: tf.Tensor, record: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+            example_seed = tf.stack([tf.constant(seed, tf.int64), index])
+            return augmented_example(record, example_seed, cfg)
 
-    def to_example(index: tf.Tensor, record: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-        example_seed = tf.stack([tf.constant(seed, tf.int64), index])
-        return augmented_example(record, example_seed, cfg)
+        examples = (shuffled().enumerate().skip(start_step * per_step)
+                    .map(to_example, num_parallel_calls=AUTOTUNE))
 
-    batches = (records.map(to_example, num_parallel_calls=AUTOTUNE)
+    batches = (examples
                .padded_batch(batch_size, drop_remainder=True)  # boxes padded with zero rows
                .map(lambda batch: batch_targets(batch, cfg, source.num_classes),
                     num_parallel_calls=AUTOTUNE)
