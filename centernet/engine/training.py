@@ -419,6 +419,7 @@ class Trainer:
     def run_evaluation(self) -> Dict[str, float]:
         """COCO-evaluate the validation split (with the averaged weights under
         `train.ema_decay`), log it, and keep the best checkpoint by AP."""
+        started = time.perf_counter()
         if self.ema is None:
             metrics = self.evaluate()
         else:
@@ -435,10 +436,11 @@ class Trainer:
             self.best_ap.assign(metrics["AP"])
             self.store.save_best(self.step, metrics, self.model.variables)
         self.check_patience()
-        self.window_start = time.perf_counter()  # images/s measures training only
+        # images/s and train_seconds measure training only: the window's clock skips the
+        # evaluation (resetting it instead counted the window's earlier steps in no time).
+        self.window_start += time.perf_counter() - started
         self.step_started = time.perf_counter()
         return metrics
-
 
     def check_patience(self) -> None:
         """Early stopping: after `train.patience` evaluations in a row without a better AP
