@@ -172,19 +172,20 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 
 @pytest.mark.slow
 def test_a_budgeted_run_ends_near_its_budget_at_the_schedules_end(tfds_dir, tmp_path):
-    """`experiment=smoke train.time_budget=60s` (its own 40 steps ignored) with 12 steps of
-    warm-up: the plan is refitted once at the end of warm-up, the planned steps are trained,
+    """`experiment=smoke train.time_budget=2m` (its own 40 steps ignored), two evaluations,
+    12 steps of warm-up (CI machines run two test workers at once: steps measured 0.29 s and
+    the start 43 s there, so a shorter budget leaves too few steps to refit): the plan is refitted once at the end of warm-up, the planned steps are trained,
     every rate after warm-up is the final plan's schedule, the last at the cosine's end value,
     and the run ends around its budget (a generous bound here: CI machines are busy; the
     README gives the measured figure)."""
     started = time.time()
-    result = subprocess.run(_train_args(tfds_dir, tmp_path, "train.time_budget=60s",
-                                        "schedule.warmup_steps=12"),
+    result = subprocess.run(_train_args(tfds_dir, tmp_path, "train.time_budget=2m",
+                                        "train.evaluations=2", "schedule.warmup_steps=12"),
                             capture_output=True, text=True, timeout=600, env=ENV)
     took = time.time() - started
     assert result.returncode == 0, result.stderr
     plan = Plan.load(tmp_path)
-    assert plan.steps > 40 and "plan for train.time_budget=1m00s" in result.stderr
+    assert plan.steps > 40 and "plan for train.time_budget=2m00s" in result.stderr
     assert plan.warmup_steps >= MIN_REFIT_STEPS, "too few steps planned to test the refit"
     assert plan.refitted_at == plan.warmup_steps
     assert f"step {plan.warmup_steps}: warm-up done at" in result.stderr
@@ -200,7 +201,7 @@ def test_a_budgeted_run_ends_near_its_budget_at_the_schedules_end(tfds_dir, tmp_
     evaluations = [r["step"] for r in read_metrics(tmp_path) if r["kind"] == "eval"]
     assert len(evaluations) == plan.evaluations and evaluations[-1] == plan.steps
     assert f"max_steps: {plan.steps}" in (tmp_path / ".hydra" / "config.yaml").read_text()
-    assert 0.5 * 60 < took < 2.0 * 60, result.stderr
+    assert 0.5 * 120 < took < 2.0 * 120, result.stderr
 
 
 @pytest.mark.slow
@@ -208,7 +209,7 @@ def test_sigterm_half_way_resumes_to_the_same_plan(tfds_dir, tmp_path):
     """Stopped by SIGTERM half-way through its budget, the same command resumes (with another
     budget on its command line, which the kept plan overrides) and ends at the planned step,
     every step's rate on the planned schedule."""
-    args = _train_args(tfds_dir, tmp_path, "train.time_budget=40s")
+    args = _train_args(tfds_dir, tmp_path, "train.evaluations=2", "train.time_budget=90s")
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, env=ENV)
     _wait_for(lambda: (tmp_path / PLAN_FILE).is_file(), process)

@@ -56,7 +56,9 @@ def _uneven(batch):
 
 
 def _one_step(cfg, batch, strategy):
-    """Loss parts, gradients (from the SGD update) and BatchNorm statistics after one step."""
+    """Loss parts, gradients (from the SGD update) and BatchNorm statistics after one step,
+    in the config's precision (not whatever policy an earlier test in this worker left)."""
+    keras.mixed_precision.set_global_policy(cfg.precision.resolved_policy)
     keras.utils.set_random_seed(0)
     with strategy.scope():
         model = build_model(cfg.model, 3, head_dtype=cfg.precision.head_dtype)

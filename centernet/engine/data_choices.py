@@ -174,12 +174,14 @@ def data_profile(source: Source, split: str) -> Optional[DataProfile]:
                         f"boxes to train on") from error
 
 
-def resolve_open_settings(cfg: RunConfig, source: Source, run_dir: Path,
-                          replicas: int) -> Tuple[RunConfig, List[Choice]]:
-    """Fill in the settings `cfg` leaves open (the rules above): as this run recorded them in its `plan.json` when it started, else chosen now from the training split
-    and the machine."""
+def resolve_open_settings(cfg: RunConfig, source: Source, run_dir: Optional[Path],
+                          replicas: int = 1) -> Tuple[RunConfig, List[Choice]]:
+    """Fill in the settings `cfg` leaves open (the rules above): as the run in `run_dir`
+    recorded them in its `plan.json` when it started, else chosen now from the training split
+    and the machine (`run_dir` None: nothing recorded, as for `show_data.py`)."""
     machine = this_machine()
-    recorded = {c["key"]: c for c in read_plan_file(run_dir).get("choices", [])}
+    recorded = ({c["key"]: c for c in read_plan_file(run_dir).get("choices", [])}
+                if run_dir is not None else {})
     measured_keys = ("model.input_size", "augment.max_scale", "train.batch_size")
     open_keys = [c.key for c in choose_settings(cfg, None, machine, replicas)]
     needs_profile = any(k in measured_keys and k not in recorded for k in open_keys)
