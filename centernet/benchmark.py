@@ -20,7 +20,7 @@ from centernet.config import DOWN_RATIO, ModelConfig, RunConfig
 from centernet.data.pipeline import train_dataset
 from centernet.data.sources import build_source
 from centernet.data.targets import render_targets, render_targets_batch
-from centernet.engine.hardware import cpu_flags
+from centernet.engine.hardware import bfloat16_cpu_flags, cpu_flags
 from centernet.evaluation.decode import decode
 from centernet.model import build_model
 
@@ -91,41 +91,69 @@ def render_targets_cost(num_objects: int, output_size: int = 128, num_classes: i
             "classes": num_classes}
 
 
+def train_step_function(model_cfg: ModelConfig, batch_size: int, num_classes: int,
+                        precision: str = "float32", jit_compile: bool = False):
+    """`(step, batch, model, optimizer)`: a compiled CenterNet train step (forward, stable
+    loss, backward, Adam) of `model_cfg` under the Keras policy `precision` (which this
+    sets globally: the caller puts "float32" back), and a batch of random data for it."""
+    from centernet.losses import centernet_loss
+
+    keras.mixed_precision.set_global_policy(precision)
+    model = build_model(model_cfg, num_classes)
+    optimizer = keras.optimizers.Adam(1e-4)
+    size, grid = model_cfg.input_size, model_cfg.input_size // DOWN_RATIO
+    rng = np.random.default_rng(0)
+    batch = {
+        "image": tf.constant(rng.integers(0, 256, (batch_size, size, size, 3)), tf.uint8),
+        "heatmap": tf.constant(rng.uniform(0, 0.9, (batch_size, grid, grid, num_classes)),
+                               tf.float32),
+        "wh": tf.ones([batch_size, 128, 2]), "reg": tf.zeros([batch_size, 128, 2]),
+        "ind": tf.zeros([batch_size, 128], tf.int32), "mask": tf.ones([batch_size, 128]),
+    }
+
+    @tf.function(jit_compile=jit_compile)
+    def step(batch):
+        with tf.GradientTape() as tape:
+            loss = centernet_loss(model(batch["image"], training=True), batch)["loss"]
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    return step, batch, model, optimizer
+
+
 def train_step_throughput(model_cfg: ModelConfig, batch_size: int, num_classes: int,
                           precision: str = "float32", jit_compile: bool = False,
                           repeats: int = 5) -> Dict[str, float]:
     """Images/s of a full CenterNet train step (forward, stable loss, backward, Adam) on
     random data, the model's own compute without the input pipeline."""
-    from centernet.losses import centernet_loss
-
-    keras.mixed_precision.set_global_policy(precision)
     try:
-        model = build_model(model_cfg, num_classes)
-        optimizer = keras.optimizers.Adam(1e-4)
-        size, grid = model_cfg.input_size, model_cfg.input_size // DOWN_RATIO
-        rng = np.random.default_rng(0)
-        batch = {
-            "image": tf.constant(rng.integers(0, 256, (batch_size, size, size, 3)), tf.uint8),
-            "heatmap": tf.constant(rng.uniform(0, 0.9, (batch_size, grid, grid, num_classes)),
-                                   tf.float32),
-            "wh": tf.ones([batch_size, 128, 2]), "reg": tf.zeros([batch_size, 128, 2]),
-            "ind": tf.zeros([batch_size, 128], tf.int32), "mask": tf.ones([batch_size, 128]),
-        }
-
-        @tf.function(jit_compile=jit_compile)
-        def step(batch):
-            with tf.GradientTape() as tape:
-                loss = centernet_loss(model(batch["image"], training=True), batch)["loss"]
-            grads = tape.gradient(loss, model.trainable_variables)
-            optimizer.apply_gradients(zip(grads, model.trainable_variables))
-            return loss
-
+        step, batch, _, _ = train_step_function(model_cfg, batch_size, num_classes, precision,
+                                                jit_compile)
         seconds = _time(lambda: step(batch).numpy(), repeats)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     return {"images_per_sec": batch_size / seconds, "ms_per_step": seconds * 1e3,
-            "model": model_cfg.name, "input_size": size, "batch_size": batch_size,
-            "classes": num_classes, "precision": precision, "jit_compile": jit_compile}
+            "model": model_cfg.name, "input_size": model_cfg.input_size,
+            "batch_size": batch_size, "classes": num_classes, "precision": precision,
+            "jit_compile": jit_compile}
+
+
+def matmul_gflops(dtype: str = "float32", size: int = 2048, repeats: int = 7) -> float:
+    """GFLOP/s of a compiled `tf.matmul` of two `[size, size]` matrices of `dtype`
+    (2 size^3 FLOP each): the machine's practical matrix peak, the roofline the train
+    step's share is taken against. Median of `repeats` rounds of 10 products."""
+    rng = np.random.default_rng(0)
+    a = tf.cast(tf.constant(rng.normal(size=(size, size)), tf.float32), dtype)
+    b = tf.cast(tf.constant(rng.normal(size=(size, size)), tf.float32), dtype)
+    product = tf.function(tf.matmul)
+
+    def ten():
+        for _ in range(9):
+            product(a, b)
+        product(a, b).numpy()
+
+    return 2 * size ** 3 * 10 / _time(ten, repeats) / 1e9
 
 
 def decode_cost(batch_size: int = 8, output_size: int = 128, num_classes: int = 80,
@@ -314,12 +342,31 @@ def suite(cfg: RunConfig, model_name: str, input_size: int, batch_size: int, num
     model_cfg = ModelConfig(name=model_name, input_size=input_size)
     run = cfg
     figures: Dict[str, object] = {}
+    progress("matrix peak")
+    matrix_size = 512 if quick else 2048
+    peaks = {"float32": matmul_gflops("float32", matrix_size, 3 if quick else 7)}
+    if bfloat16_cpu_flags(cpu_flags()):
+        peaks["bfloat16"] = matmul_gflops("bfloat16", matrix_size, 3 if quick else 7)
+    figures["matmul_fp32_gflops"] = peaks["float32"]
+    figures["matmul_bf16_gflops"] = peaks.get("bfloat16")
     progress("train step")
+    gflops = forward_gflops(model_cfg, num_classes)
+    flop_per_image = 3 * gflops  # forward, and twice that for the backward pass
     train = train_step_throughput(model_cfg, batch_size, num_classes, precision, jit_compile,
                                   repeats=2 if quick else 5)
-    gflops = forward_gflops(model_cfg, num_classes)
     figures["train_img_per_s"] = train["images_per_sec"]
-    figures["train_gflops_per_s"] = 3 * gflops * train["images_per_sec"]  # fwd + 2x for bwd
+    figures["train_gflops_per_s"] = flop_per_image * train["images_per_sec"]
+    compute = "bfloat16" if "bfloat16" in precision else "float32"
+    figures["train_share_of_peak"] = (figures["train_gflops_per_s"] / peaks[compute]
+                                      if compute in peaks else None)
+    figures["train_bf16_img_per_s"] = figures["train_bf16_share_of_peak"] = None
+    if "bfloat16" in peaks:
+        bf16 = (train if precision == "mixed_bfloat16" else train_step_throughput(
+            model_cfg, batch_size, num_classes, "mixed_bfloat16", jit_compile,
+            repeats=2 if quick else 5))
+        figures["train_bf16_img_per_s"] = bf16["images_per_sec"]
+        figures["train_bf16_share_of_peak"] = (flop_per_image * bf16["images_per_sec"]
+                                               / peaks["bfloat16"])
     progress("input pipeline")
     figures["pipeline_img_per_s"] = pipeline_throughput(
         run, batches=5 if quick else 30)["images_per_sec"]

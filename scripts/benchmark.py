@@ -8,6 +8,9 @@
   focal         focal-loss forward+backward ms per form, 16 x 128 x 128 x 80 (--jit)
   evaluate      validation-split evaluation seconds                 [hydra-style overrides]
   coco-index    seconds to index a synthetic COCO file of --images images (default 100000)
+  profile       where a train step's time goes: TensorFlow's profiler over a few steps,
+                op time by kind (convolutions, BatchNorm, casts, optimizer, loss, ...), a
+                Markdown table (the train-step options; --out FILE.json)
   suite         every figure above in one process, as a table and as JSON (--out FILE.json;
                 the train-step options; overrides for the pipeline and evaluation data;
                 --quick: a few repeats each, to check that everything runs)
@@ -47,9 +50,15 @@ def composed(overrides):
         return validate(compose("train", overrides=overrides))
 
 
-SUITE_ROWS = [  # (key, what, unit)
+SUITE_ROWS = [  # (key, what, unit); a figure the machine cannot give (bfloat16 without
+    # native units) is null in the JSON and "n/a" in the table
+    ("matmul_fp32_gflops", "tf.matmul 2048x2048, float32 (the float32 peak)", "GFLOP/s"),
+    ("matmul_bf16_gflops", "tf.matmul 2048x2048, bfloat16 (the bfloat16 peak)", "GFLOP/s"),
     ("train_img_per_s", "train step", "images/s"),
     ("train_gflops_per_s", "train step, counted FLOPs (forward x 3)", "GFLOP/s"),
+    ("train_share_of_peak", "train step's share of its precision's matmul peak", "ratio"),
+    ("train_bf16_img_per_s", "train step, mixed_bfloat16", "images/s"),
+    ("train_bf16_share_of_peak", "train step, mixed_bfloat16, share of bf16 peak", "ratio"),
     ("pipeline_img_per_s", "input pipeline (augment, targets, batch)", "images/s"),
     ("targets_ms_10", "targets, 128x128x80, 10 objects", "ms/image"),
     ("targets_ms_100", "targets, 128x128x80, 100 objects", "ms/image"),
@@ -77,10 +86,27 @@ def run_suite(args) -> None:
           f"{', XLA' if config['jit_compile'] else ''}")
     width = max(len(what) for _, what, _ in SUITE_ROWS)
     for key, what, unit in SUITE_ROWS:
-        print(f"{what:<{width}}  {figures[key]:>10.4g}  {unit}")
+        figure = "n/a" if figures[key] is None else f"{figures[key]:.4g}"
+        print(f"{what:<{width}}  {figure:>10}  {unit}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(figures, indent=2) + "\n")
+        print(f"wrote {args.out}")
+
+
+def run_profile(args) -> None:
+    """`profile`: the train step's op time by kind, as a Markdown table."""
+    from centernet.config import ModelConfig
+    from centernet.study.step_profile import markdown, profile_train_step
+
+    profile = profile_train_step(ModelConfig(name=args.model, input_size=args.input_size),
+                                 args.batch_size, args.classes, args.precision)
+    print(f"{machine_line()}; {args.model} {args.input_size} px, batch {args.batch_size}, "
+          f"{args.classes} classes")
+    print(markdown(profile))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(profile, indent=2) + "\n")
         print(f"wrote {args.out}")
 
 
@@ -153,7 +179,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["pipeline", "targets", "train-step", "decode",
-                                         "focal", "evaluate", "coco-index", "suite",
+                                         "focal", "evaluate", "coco-index", "profile",
+                                         "suite",
                                          "time-to-accuracy", "export"])
     parser.add_argument("overrides", nargs="*", help="key=value config overrides")
     parser.add_argument("--objects", type=int, nargs="+", default=[10, 100])
@@ -166,7 +193,7 @@ def main() -> None:
     parser.add_argument("--output-size", type=int, default=128)
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--images", type=int, default=100_000)
-    parser.add_argument("--out", type=Path, help="suite, export: write the figures to this "
+    parser.add_argument("--out", type=Path, help="suite, profile, export: write the figures to this "
                         "JSON file; time-to-accuracy: the report's directory")
     parser.add_argument("--quick", action="store_true",
                         help="suite: a few repeats per figure (checks that all runs; not "
@@ -184,6 +211,9 @@ def main() -> None:
 
     if args.what == "suite":
         run_suite(args)
+        return
+    if args.what == "profile":
+        run_profile(args)
         return
     if args.what == "time-to-accuracy":
         run_time_to_accuracy(args)

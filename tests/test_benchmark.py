@@ -6,9 +6,13 @@ import json
 
 from conftest import run_script
 
+from centernet.engine.hardware import bfloat16_cpu_flags, cpu_flags
+
 SUITE_KEYS = ("train_img_per_s", "train_gflops_per_s", "pipeline_img_per_s", "targets_ms_10",
               "targets_ms_100", "decode_ms_b8", "focal_stable_ms", "focal_naive_ms", "eval_s",
-              "peak_rss_mb")
+              "peak_rss_mb", "matmul_fp32_gflops", "train_share_of_peak")
+# figures a CPU without native bfloat16 does not give (null in the JSON)
+BF16_KEYS = ("matmul_bf16_gflops", "train_bf16_img_per_s", "train_bf16_share_of_peak")
 
 
 def test_suite_writes_every_figure_positive(smoke_overrides, tmp_path):
@@ -28,5 +32,61 @@ def test_suite_writes_every_figure_positive(smoke_overrides, tmp_path):
     machine = figures["machine"]
     assert machine["cores"] >= 1 and machine["tensorflow"] and machine["cpu"]
     assert set(machine["flags"]) == {"avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16"}
-    for key in SUITE_KEYS:  # the table names every figure too
+    native = bool(bfloat16_cpu_flags(cpu_flags()))
+    for key in BF16_KEYS:
+        assert (isinstance(figures[key], float) and figures[key] > 0) if native else \
+            figures[key] is None, key
+    # each share is the step's counted GFLOP/s over the peak measured in the same run
+    assert abs(figures["train_share_of_peak"] * figures["matmul_fp32_gflops"]
+               - figures["train_gflops_per_s"]) < 1e-6 * figures["train_gflops_per_s"]
+    if native:
+        assert abs(figures["train_bf16_share_of_peak"] * figures["matmul_bf16_gflops"]
+                   - 3 * figures["forward_gflop_per_image"] * figures["train_bf16_img_per_s"]
+                   ) < 1e-6 * figures["matmul_bf16_gflops"]
+    for key in SUITE_KEYS + BF16_KEYS * native:  # the table names every figure too
         assert f"{figures[key]:.4g}" in result.stdout, key
+
+
+def test_profile_groups_a_real_trace_by_kind(tmp_path):
+    out = tmp_path / "profile.json"
+    result = run_script("benchmark.py", "profile", "--input-size", "64", "--batch-size", "2",
+                        "--classes", "3", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    profile = json.loads(out.read_text())
+    rows = {row["kind"]: row for row in profile["rows"]}
+    # a ResNet-18 step runs convolutions both ways, BatchNorm, ReLU, the loss and Adam
+    for kind in ("convolutions, forward", "convolutions, backward",
+                 "BatchNorm (and its gradient)", "ReLU (and its gradient)",
+                 "optimizer update", "loss (and its gradient)"):
+        assert rows[kind]["ms_per_step"] > 0, kind
+    assert abs(sum(row["share"] for row in rows.values()) - 1) < 1e-9
+    assert abs(sum(row["ms_per_step"] for row in rows.values())
+               - profile["op_ms_per_step"]) < 1e-6
+    assert "| convolutions, backward |" in result.stdout
+
+
+def test_op_kinds_of_names_from_a_real_profile():
+    from centernet.study.step_profile import op_kind
+
+    def kind(name, op_type):
+        return op_kind(name, op_type, "centernet_resnet18", "adam")
+
+    # names and types as TensorFlow's profiler recorded them for a ResNet-18 step
+    model = "centernet_resnet18_1/resnet18_1/"
+    assert kind(model + "stage4_block2_1_conv_1/convolution", "_MklNativeConv2D") == \
+        "convolutions, forward"
+    assert kind("gradient_tape/" + model + "stem_conv_1/convolution/Conv2DBackpropFilter",
+                "_MklNativeConv2DBackpropFilter") == "convolutions, backward"
+    assert kind("gradient_tape/" + model + "stem_bn_1/batchnorm/mul_1/Mul", "Mul") == \
+        "BatchNorm (and its gradient)"
+    assert kind(model + "stage1_block1_1_bn_1/FusedBatchNormV3",
+                "_MklNativeFusedBatchNormV3") == "BatchNorm (and its gradient)"
+    assert kind("gradient_tape/" + model + "stem_relu_1/ReluGrad", "ReluGrad") == \
+        "ReLU (and its gradient)"
+    assert kind(model + "stage4_block1_2_conv_1/convolution/Cast", "Cast") == "dtype casts"
+    assert kind("adam/Sqrt_79", "Sqrt") == "optimizer update"
+    assert kind("adam/AssignSubVariableOp_54", "AssignSubVariableOp") == "optimizer update"
+    assert kind("Log1p", "Log1p") == "loss (and its gradient)"
+    assert kind("gradient_tape/mul_22/Mul", "Mul") == "loss (and its gradient)"
+    assert kind("gradient_tape/" + model + "stem_pool_1/MaxPool/MaxPoolGrad",
+                "_MklNativeMaxPoolGrad") == "other network ops (pooling, adds, padding)"

@@ -45,6 +45,11 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> FrozenSet[str]:
     return frozenset()
 
 
+def bfloat16_cpu_flags(flags: FrozenSet[str]) -> Tuple[str, ...]:
+    """Which of `BF16_CPU_FLAGS` (the CPU computes bfloat16 natively) `flags` has."""
+    return tuple(flag for flag in BF16_CPU_FLAGS if flag in flags)
+
+
 def this_machine() -> Machine:
     """The machine this process runs on."""
     import tensorflow as tf
@@ -70,7 +75,7 @@ def choose_precision(machine: Machine) -> Tuple[str, str]:
         if min(machine.gpu_capabilities) >= (8, 0):
             return "mixed_bfloat16", "the GPU computes in bfloat16 (compute capability >= 8.0)"
         return "float32", "the GPU has no bfloat16 units (compute capability < 8.0)"
-    native = [flag for flag in BF16_CPU_FLAGS if flag in machine.cpu_flags]
+    native = bfloat16_cpu_flags(machine.cpu_flags)
     if native:
         return "mixed_bfloat16", f"the CPU computes in bfloat16 ({', '.join(native)})"
     return "float32", "the CPU has no bfloat16 units: no avx512_bf16 or amx_bf16"
