@@ -20,6 +20,7 @@ import keras
 from keras import layers
 
 from centernet.config import PRETRAINED_BACKBONES  # noqa: F401  (re-exported)
+from centernet.model.batch_norm import batch_norm
 
 # The origin of each ImageNet weights file Keras fetches for PRETRAINED_BACKBONES (it is named
 # after its URL's last part) is given by `imagenet_weights_file`.
@@ -41,15 +42,12 @@ def imagenet_weights_file(name: str, input_size: int) -> Tuple[str, str]:
         raise ValueError(f"backbone {name} has no ImageNet weights in keras.applications")
     return url.rsplit("/", 1)[1], url
 
-BN_EPSILON = 1e-5
-BN_MOMENTUM = 0.9
-
 
 def conv_bn(x, filters: int, kernel: int, stride: int, name: str, relu: bool = True):
     """Conv (no bias) -> BatchNorm -> optional ReLU."""
     x = layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False,
                       kernel_initializer="he_normal", name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
+    x = batch_norm(f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x) if relu else x
 
 

@@ -23,8 +23,9 @@ from keras import layers
 
 from centernet.config import ModelConfig
 from centernet.errors import CheckpointError
-from centernet.model.backbones import (BACKBONE_BUILDERS, BN_EPSILON, BN_MOMENTUM,
-                                       feature_pyramid, imagenet_weights_file)
+from centernet.model.backbones import (BACKBONE_BUILDERS, feature_pyramid,
+                                       imagenet_weights_file)
+from centernet.model.batch_norm import batch_norm
 from centernet.model.keras_hub_weights import RESNET18_PRESET, load_keras_hub_weights
 
 
@@ -32,8 +33,7 @@ def _upsample(x, filters: int, index: int):
     """A 4x4 stride-2 transposed conv, BN, ReLU: twice the resolution."""
     x = layers.Conv2DTranspose(filters, 4, strides=2, padding="same", use_bias=False,
                                kernel_initializer="he_normal", name=f"neck_deconv{index}")(x)
-    x = layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM,
-                                  name=f"neck_bn{index}")(x)
+    x = batch_norm(f"neck_bn{index}")(x)
     return layers.ReLU(name=f"neck_relu{index}")(x)
 
 
