@@ -16,7 +16,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from centernet.config import DOWN_RATIO, ModelConfig, RunConfig
+from centernet.config import (DOWN_RATIO, ModelConfig, OptimizerConfig, PrecisionConfig,
+                              RunConfig)
 from centernet.data.pipeline import train_dataset
 from centernet.data.sources import build_source
 from centernet.data.targets import render_targets, render_targets_batch
@@ -94,13 +95,15 @@ def render_targets_cost(num_objects: int, output_size: int = 128, num_classes: i
 def train_step_function(model_cfg: ModelConfig, batch_size: int, num_classes: int,
                         precision: str = "float32", jit_compile: bool = False):
     """`(step, batch, model, optimizer)`: a compiled CenterNet train step (forward, stable
-    loss, backward, Adam) of `model_cfg` under the Keras policy `precision` (which this
-    sets globally: the caller puts "float32" back), and a batch of random data for it."""
+    loss, backward, the project's Adam) of `model_cfg` under the Keras policy `precision`
+    (which this sets globally: the caller puts "float32" back), and a batch of random data
+    for it."""
+    from centernet.engine.optim import build_optimizer
     from centernet.losses import centernet_loss
 
     keras.mixed_precision.set_global_policy(precision)
     model = build_model(model_cfg, num_classes)
-    optimizer = keras.optimizers.Adam(1e-4)
+    optimizer = build_optimizer(OptimizerConfig(name="adam"), 1e-4, PrecisionConfig())
     size, grid = model_cfg.input_size, model_cfg.input_size // DOWN_RATIO
     rng = np.random.default_rng(0)
     batch = {

@@ -79,16 +79,52 @@ def build_schedule(cfg: ScheduleConfig, peak_lr: float, total_steps: int) -> War
                           cfg.gamma, cfg.min_lr_ratio)
 
 
-def build_optimizer(cfg: OptimizerConfig, schedule: WarmupSchedule,
+class FusedAdamUpdate:
+    """Mixin for `keras.optimizers.Adam` and `AdamW`: each variable's update is one
+    `ResourceApplyAdam` op instead of Keras' dozen elementwise ops and assignments.
+
+    The op computes Keras' own formula in the same order (m += (g - m)(1 - beta_1);
+    v += (g^2 - v)(1 - beta_2); var -= m alpha / (sqrt(v) + epsilon) with alpha = lr
+    sqrt(1 - beta_2^t) / (1 - beta_1^t)), reading and writing each variable and its two
+    moments once. Profiled on a 2-core AMX Xeon, Keras' update held 14% of a ResNet-18 step's
+    op time. AdamW's decoupled weight decay is applied before, by Keras' base class, as
+    always; `amsgrad` and backends other than TensorFlow take Keras' own update."""
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self.amsgrad or keras.backend.backend() != "tensorflow":
+            return super().update_step(gradient, variable, learning_rate)
+        dtype = variable.dtype
+        index = self._get_variable_index(variable)
+        step = tf.cast(self.iterations + 1, dtype)
+        beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+        return tf.raw_ops.ResourceApplyAdam(
+            var=variable.handle, m=self._momentums[index].handle,
+            v=self._velocities[index].handle, beta1_power=tf.pow(beta_1, step),
+            beta2_power=tf.pow(beta_2, step), lr=tf.cast(learning_rate, dtype), beta1=beta_1,
+            beta2=beta_2, epsilon=tf.cast(self.epsilon, dtype),
+            grad=tf.cast(gradient, dtype))
+
+
+class FusedAdam(FusedAdamUpdate, keras.optimizers.Adam):
+    """`keras.optimizers.Adam` with a fused update (`FusedAdamUpdate`)."""
+
+
+class FusedAdamW(FusedAdamUpdate, keras.optimizers.AdamW):
+    """`keras.optimizers.AdamW` with a fused update (`FusedAdamUpdate`)."""
+
+
+def build_optimizer(cfg: OptimizerConfig, schedule: WarmupSchedule | float,
                     precision: PrecisionConfig) -> keras.optimizers.Optimizer:
-    """Adam, AdamW or SGD on `schedule`; wrapped for dynamic loss scaling under float16."""
+    """Adam, AdamW (both fused, `FusedAdamUpdate`) or SGD on `schedule` (or a constant
+    learning rate); wrapped for dynamic loss scaling under float16."""
     common = {"learning_rate": schedule, "global_clipnorm": cfg.global_clipnorm}
     if cfg.weight_decay > 0:
         common["weight_decay"] = cfg.weight_decay
+    # named as Keras names its own Adam and AdamW, the prefix of their variables' paths
     if cfg.name == "adam":
-        optimizer = keras.optimizers.Adam(**common)
+        optimizer = FusedAdam(name="adam", **common)
     elif cfg.name == "adamw":
-        optimizer = keras.optimizers.AdamW(**{**common, "weight_decay": cfg.weight_decay})
+        optimizer = FusedAdamW(name="adam_w", **{**common, "weight_decay": cfg.weight_decay})
     else:
         optimizer = keras.optimizers.SGD(momentum=cfg.momentum, nesterov=cfg.nesterov, **common)
     if precision.resolved_policy == "mixed_float16":
