@@ -391,7 +391,9 @@ class TrainConfig:
     kernels did not (even under op determinism, which in turn cannot compile the max-pool
     gradient with XLA); under a distributed strategy TensorFlow's op determinism is on.
     `ema_decay` keeps an exponential moving average of the weights (`centernet/engine/ema.py`)
-    that evaluation, the best checkpoint and the scripts use; null: none."""
+    that evaluation, the best checkpoint and the scripts use; null: none.
+    `tensorboard_images`: at every evaluation TensorBoard gets the detections drawn on that
+    many validation images (the split's first) and each class's PR curve; 0: no pictures."""
 
     def total_steps(self, num_train_examples: int) -> int:
         """The run's length in steps when it is fixed by `max_steps` or `epochs` (a time
@@ -431,8 +433,10 @@ class TrainConfig:
     ema_decay: Optional[float] = None
     jit_compile: str = "auto"
     progress_bar: bool = True
+    tensorboard_images: int = 4
 
     def __post_init__(self) -> None:
+        _at_least("train.tensorboard_images", self.tensorboard_images, 0)
         if self.batch_size is not None:
             _at_least("train.batch_size", self.batch_size, 1)
         if self.max_steps is not None:
@@ -583,13 +587,14 @@ class PredictConfig(EvaluateConfig):
 
     input: Optional[str] = None
     output: Optional[str] = None
-    score_threshold: float = 0.3
+    score_threshold: Optional[float] = None  # None: the run report's best-F1 threshold, or 0.3
     heatmap: bool = False
     format: str = "checkpoint"
     model_file: Optional[str] = None
 
     def __post_init__(self) -> None:
-        _in_range("score_threshold", self.score_threshold, 0.0, 1.0)
+        if self.score_threshold is not None:
+            _in_range("score_threshold", self.score_threshold, 0.0, 1.0)
         _choice("format", self.format, ("checkpoint", "litert", "onnx"))
         if self.model_file and self.format == "checkpoint":
             _fail("format", self.format, "model_file= runs an exported file: pass "

@@ -47,6 +47,21 @@ def draw_boxes(image: np.ndarray, boxes: np.ndarray, classes: np.ndarray,
     return canvas
 
 
+def draw_coco_detections(image: np.ndarray, detections: Sequence[dict],
+                         category_ids: Sequence[int], class_names: Sequence[str],
+                         score_threshold: float) -> np.ndarray:
+    """`draw_boxes` for COCO results entries (`bbox` `[x, y, w, h]` in `image`'s pixels,
+    original `category_id`s, indexed into `class_names` through `category_ids`), those
+    scoring at least `score_threshold`."""
+    kept = [d for d in detections if d["score"] >= score_threshold]
+    index = {int(category_id): i for i, category_id in enumerate(category_ids)}
+    boxes = np.asarray([[x, y, x + w, y + h] for x, y, w, h in (d["bbox"] for d in kept)],
+                       np.float64).reshape(-1, 4)
+    classes = np.asarray([index[int(d["category_id"])] for d in kept], np.int64)
+    return draw_boxes(image, boxes, classes, class_names,
+                      np.asarray([d["score"] for d in kept], np.float64))
+
+
 def overlay_heatmap(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     """Blend a `[h, w]` or `[h, w, C]` heatmap in `[0, 1]` (max over classes) onto `image`,
     resized to the image with a JET colour map."""

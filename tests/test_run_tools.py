@@ -1,6 +1,7 @@
 """evaluate.py, predict.py, export.py and show_data.py on a real (smoke) training run."""
 
 import json
+from html.parser import HTMLParser
 from pathlib import Path
 
 import cv2
@@ -73,6 +74,11 @@ def test_evaluate_reproduces_the_ap_training_logged(trained_run):
              "ignored")
     assert errors["detections"] == sum(errors[kind] for kind in kinds)
     assert "recall@0.5" in result.stdout and "wrong_class" in result.stdout
+    split = metrics["split"]
+    assert f"report: {trained_run / 'report' / split / 'index.html'}" in result.stdout
+    analysis = json.loads((trained_run / "report" / split / "analysis.json").read_text())
+    assert np.mean([np.mean(c) for c in analysis["pr50"]["precision"].values()
+                    if c is not None]) == pytest.approx(metrics["AP50"], abs=1e-9)
 
 
 def test_evaluate_names_missing_and_mismatched_checkpoints(trained_run):
@@ -137,3 +143,63 @@ def test_show_data_writes_a_grid(tfds_dir, tmp_path):
     assert result.returncode == 0, result.stderr
     image = cv2.imread(str(output))
     assert image.shape == (2 * 64, 3 * 64, 3)
+
+
+class _Pictures(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.sources = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.sources.append(dict(attrs)["src"])
+
+
+def test_training_writes_the_report_of_its_best_evaluation(trained_run, sample_images,
+                                                           tmp_path):
+    best = json.loads((trained_run / "best_evaluation.json").read_text())
+    report = trained_run / "report" / best["split"]
+    pictures = _Pictures()
+    pictures.feed((report / "index.html").read_text())
+    assert len(pictures.sources) >= 7  # and the gallery's, one per image with an error
+    for source in pictures.sources:  # relative links to PNG files beside the page
+        assert (report / source).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", source
+    # the PR curves are pycocotools' own: each class's mean is the AP50 training logged
+    logged = next(r for r in read_metrics(trained_run)
+                  if r["kind"] == "eval" and r["step"] == best["step"])
+    analysis = json.loads((report / "analysis.json").read_text())
+    names = {c["id"]: c["name"] for c in best["ground_truth"]["categories"]}
+    for category_id, curve in analysis["pr50"]["precision"].items():
+        if curve is not None:
+            assert np.mean(curve) == pytest.approx(logged[f"AP50/{names[int(category_id)]}"],
+                                                   abs=1e-9)
+    threshold = analysis["f1"]["best_threshold"]
+    assert analysis["confusion"]["score_threshold"] == threshold
+    # predict.py takes that threshold when given none
+    predicted = run_script("predict.py", f"run_dir={trained_run}", f"input={sample_images}",
+                           f"output={tmp_path}")
+    assert predicted.returncode == 0, predicted.stderr
+    assert f"score threshold {threshold:.2f} (the best F1 on {best['split']}" in predicted.stdout
+    records = json.loads((tmp_path / "predictions.json").read_text())["images"]
+    assert all(score >= threshold for record in records for score in record["scores"])
+
+
+def test_tensorboard_gets_pictures_and_pr_curves_at_each_evaluation(trained_run):
+    tags = {}
+    for events in (trained_run / "tensorboard").glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(events)):
+            for value in event.summary.value:
+                tags.setdefault(value.tag, []).append(
+                    (event.step, value.metadata.plugin_data.plugin_name, value))
+    evaluations = sorted(r["step"] for r in read_metrics(trained_run) if r["kind"] == "eval")
+    classes = json.loads((trained_run / "classes.json").read_text())["names"]
+    for name in classes:  # a class without validation objects has no curve
+        entries = tags.get(f"pr/{name}/pr_curves", [])  # the plugin's own tag suffix
+        assert [step for step, _, _ in entries] in ([], evaluations), name
+        assert all(plugin == "pr_curves" for _, plugin, _ in entries)
+    assert any(f"pr/{name}/pr_curves" in tags for name in classes)
+    for index in range(4):
+        entries = tags[f"detections/{index}"]
+        assert [step for step, _, _ in entries] == evaluations
+        image = tf.make_ndarray(entries[-1][2].tensor)  # [width, height, encoded PNG]
+        assert tf.io.decode_png(image[2]).shape[-1] == 3

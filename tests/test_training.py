@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -183,6 +184,11 @@ def test_patience_ends_the_run_and_a_resumed_run_stays_ended(tfds_dir, tmp_path,
     aps = iter([0.1, 0.3, 0.2, 0.25, 0.9, 0.9])
 
     class ScriptedEvaluator:
+        # what a SplitEvaluator's CocoEvaluator holds for the pictures and the best
+        # evaluation's file: here no COCO evaluation, no detections, no images
+        evaluator = SimpleNamespace(last_evaluation=None, detections=[], ground_truth={
+            "images": [], "annotations": [], "categories": []})
+
         def __init__(self, *args):
             pass
 

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
+import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
@@ -74,6 +75,39 @@ class RunLog:
                     tf.summary.scalar(f"{kind}/{key}", value)
         self._writer.flush()
         return record
+
+    def write_pr_curves(self, step: int, evaluation, names: Dict[int, str]) -> None:
+        """TensorBoard PR curves (its `pr_curve` plugin), one per class as `pr/<name>`, at
+        IoU 0.5 from an accumulated COCOeval (`centernet.evaluation.curves`): precision and
+        recall at score thresholds 0, 0.01, ..., 1."""
+        from tensorboard.plugins.pr_curve import summary as pr_summary  # pylint: disable=import-outside-toplevel
+
+        from centernet.evaluation.curves import THRESHOLDS, threshold_counts  # pylint: disable=import-outside-toplevel
+
+        with self._writer.as_default(step=step):
+            for category, count in threshold_counts(evaluation, 0.5).items():
+                true_positives = count["true_positives"].astype(np.float64)
+                detected = true_positives + count["false_positives"]
+                proto = pr_summary.raw_data_pb(
+                    f"pr/{names.get(category, category)}", true_positive_counts=true_positives,
+                    false_positive_counts=count["false_positives"],
+                    true_negative_counts=np.zeros(len(THRESHOLDS)),
+                    false_negative_counts=count["missed"],
+                    precision=np.where(detected > 0, true_positives / np.maximum(detected, 1),
+                                       1.0),
+                    recall=true_positives / (true_positives + count["missed"]),
+                    num_thresholds=len(THRESHOLDS))
+                tf.summary.experimental.write_raw_pb(proto.SerializeToString(), step=step)
+        self._writer.flush()
+
+    def write_images(self, step: int, name: str, images: List[np.ndarray]) -> None:
+        """RGB uint8 `[H, W, 3]` images to TensorBoard as `name` (one entry per image)."""
+        if not images:
+            return
+        with self._writer.as_default(step=step):
+            for index, image in enumerate(images):
+                tf.summary.image(f"{name}/{index}", image[None], step=step)
+        self._writer.flush()
 
     def close(self) -> None:
         self._file.close()

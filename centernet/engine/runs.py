@@ -130,7 +130,7 @@ def load_model(run: RunConfig, checkpoint: Path, num_classes: int,
 
 
 def evaluate_run(run: RunConfig, run_dir: Path, checkpoint: Path,
-                 output_dir: Path) -> Tuple[dict, dict]:
+                 output_dir: Path) -> Tuple[dict, dict, dict, list]:
     """COCO-evaluate `checkpoint` of the run in `run_dir` (whose saved classes it keeps) on
     `run.dataset.val_split`.
 
@@ -141,7 +141,8 @@ def evaluate_run(run: RunConfig, run_dir: Path, checkpoint: Path,
     score 0.3).
 
     Returns:
-        the metrics dict and the error analysis.
+        the metrics dict, the error analysis, and the split's COCO ground truth and
+        detections (what `centernet.report` draws).
     """
     import json
 
@@ -166,6 +167,7 @@ def evaluate_run(run: RunConfig, run_dir: Path, checkpoint: Path,
                        "images_skipped": counts.images - counts.images_used if counts else 0})
     detections = evaluate.evaluator.detections
     (output_dir / "detections.json").write_text(json.dumps(detections))
-    errors = analyze_errors(evaluate.evaluator.ground_truth, detections)
+    ground_truth = evaluate.evaluator.ground_truth
+    errors = analyze_errors(ground_truth, detections)
     write_json_atomic(output_dir / "errors.json", errors)
-    return metrics, errors
+    return metrics, errors, ground_truth, detections

@@ -9,6 +9,8 @@ after `train.patience` evaluations without a better AP.
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import sys
 import tempfile
@@ -40,9 +42,14 @@ from centernet.engine.step import LOSS_PARTS, make_train_step, nonfinite_message
 from centernet.engine.strategies import (build_strategy, is_chief, is_distributed,
                                          per_replica_batch)
 from centernet.engine.run_log import Progress, RunLog
+from centernet.visualize import draw_coco_detections
 
 SUMMARY_METRICS = ("AP", "AP50", "AP75")
 DATA_REPORT = "data_report.json"
+# the best evaluation's split, step, metrics, ground truth and detections (COCO dicts): what
+# the run's report (`centernet.report`) is drawn from without evaluating again
+BEST_EVALUATION = "best_evaluation.json"
+TENSORBOARD_SCORE_THRESHOLD = 0.3  # detections drawn in TensorBoard's pictures
 PROVISIONAL_STEPS = 1_000_000  # the schedule's length while a budgeted run measures itself
 
 
@@ -176,6 +183,7 @@ class Trainer:
         # carried over a resume from the last evaluation: the time axis of time-to-accuracy.
         self.train_seconds = float((last_eval or {}).get("train_seconds", 0.0))
         self.evaluate = SplitEvaluator(self.model, self.source, cfg)
+        self.sample_images: Optional[list] = None  # (image id, RGB) for TensorBoard, read once
         self.train_step = make_train_step(self.model, self.optimizer, cfg, self.ema, strategy)
         if needs_plan:
             if resuming:
@@ -428,6 +436,7 @@ class Trainer:
         self.log.write("eval", self.step, {
             **metrics, "train_seconds": self.train_seconds,
             "images_seen": self.step * self.cfg.train.batch_size})
+        self.write_evaluation_pictures()
         self.last_eval_step = self.step
         self.progress.show(**{k: metrics[k] for k in SUMMARY_METRICS})
         self.progress.message(f"step {self.step}: " + "  ".join(
@@ -435,12 +444,48 @@ class Trainer:
         if metrics["AP"] > self.best_ap.numpy():
             self.best_ap.assign(metrics["AP"])
             self.store.save_best(self.step, metrics, self.model.variables)
+            self.write_best_evaluation(metrics)
         self.check_patience()
         # images/s and train_seconds measure training only: the window's clock skips the
         # evaluation (resetting it instead counted the window's earlier steps in no time).
         self.window_start += time.perf_counter() - started
         self.step_started = time.perf_counter()
         return metrics
+
+    def write_evaluation_pictures(self) -> None:
+        """TensorBoard's PR curve of each class and the detections (score >= 0.3) drawn on
+        the first `train.tensorboard_images` validation images, read once."""
+        evaluator = self.evaluate.evaluator
+        source = self.source
+        if evaluator.last_evaluation is not None:
+            self.log.write_pr_curves(self.step, evaluator.last_evaluation,
+                                     dict(zip(source.category_ids, source.class_names)))
+        if self.sample_images is None:
+            records = source.read(self.cfg.dataset.val_split).take(
+                self.cfg.train.tensorboard_images)
+            self.sample_images = [
+                (int(r["image_id"]), tf.io.decode_image(r["image"], channels=3,
+                                                        expand_animations=False).numpy())
+                for r in records]
+        found: Dict[int, list] = {image_id: [] for image_id, _ in self.sample_images}
+        for detection in evaluator.detections:
+            found.get(int(detection["image_id"]), []).append(detection)
+        self.log.write_images(self.step, "detections", [
+            draw_coco_detections(image, found[image_id], source.category_ids,
+                                 source.class_names, TENSORBOARD_SCORE_THRESHOLD)
+            for image_id, image in self.sample_images])
+
+    def write_best_evaluation(self, metrics: Dict[str, float]) -> None:
+        """`BEST_EVALUATION` for the evaluation that just made the best checkpoint (compact
+        JSON through a temporary file and a rename)."""
+        evaluator = self.evaluate.evaluator
+        payload = {"step": self.step, "split": self.cfg.dataset.val_split,
+                   "metrics": {k: float(v) for k, v in metrics.items()},
+                   "ground_truth": evaluator.ground_truth, "detections": evaluator.detections}
+        path = self.run_dir / BEST_EVALUATION
+        temporary = path.with_name(path.name + ".tmp")
+        temporary.write_text(json.dumps(payload))
+        os.replace(temporary, path)
 
     def check_patience(self) -> None:
         """Early stopping: after `train.patience` evaluations in a row without a better AP

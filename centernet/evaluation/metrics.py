@@ -266,7 +266,11 @@ def coco_metrics(
     """
     names = _category_names(ground_truth, class_names)
     _check_detection_ids(ground_truth, detections)
-    evaluation = _run_cocoeval(ground_truth, detections, print_summary)
+    return cocoeval_metrics(run_cocoeval(ground_truth, detections, print_summary), names)
+
+
+def cocoeval_metrics(evaluation: COCOeval, names: dict[int, str]) -> dict[str, float]:
+    """:func:`coco_metrics`' dict from a summarised COCOeval and ``{category id: name}``."""
     metrics = {
         name: _nan_if_undefined(value) for name, value in zip(COCO_STAT_NAMES, evaluation.stats)
     }
@@ -300,7 +304,7 @@ def _check_detection_ids(ground_truth: dict, detections: list[dict]) -> None:
             )
 
 
-def _run_cocoeval(ground_truth: dict, detections: list[dict], print_summary: bool) -> COCOeval:
+def run_cocoeval(ground_truth: dict, detections: list[dict], print_summary: bool) -> COCOeval:
     """Evaluate, accumulate and summarise ``detections`` with COCOeval(iouType="bbox")."""
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = _coco_api(_annotation_copies(ground_truth))
@@ -563,6 +567,7 @@ class CocoEvaluator:
         self._known_image_ids = {int(image["id"]) for image in ground_truth["images"]}
         self._detections: list[dict] = []
         self._image_ids: set[int] = set()
+        self.last_evaluation: COCOeval | None = None  # the last evaluate()'s, for its curves
 
     def reset(self) -> None:
         """Forget every processed image and detection."""
@@ -612,7 +617,10 @@ class CocoEvaluator:
         if not self._image_ids:
             raise RuntimeError("CocoEvaluator.evaluate(): no image processed since reset()")
         ground_truth = self.ground_truth
-        metrics = coco_metrics(ground_truth, self._detections, self._class_names)
+        names = _category_names(ground_truth, self._class_names)
+        _check_detection_ids(ground_truth, self._detections)
+        self.last_evaluation = run_cocoeval(ground_truth, self._detections, print_summary=False)
+        metrics = cocoeval_metrics(self.last_evaluation, names)
         if self._voc_metrics:
             for name, use_07_metric in zip(VOC_METRIC_NAMES, (True, False)):
                 metrics[name] = voc_ap50(ground_truth, self._detections, use_07_metric)["mAP"]
