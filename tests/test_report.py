@@ -222,3 +222,55 @@ def test_split_boxes_of_bccd_agree_with_its_xml_files(tmp_path):
     np.testing.assert_allclose(np.sort(heights), np.sort([h for _, h in fractions]), atol=1e-6)
     path = data({"train": boxes, "val": split_boxes(source, "val")}, names, tmp_path / "d.png")
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def _random_case(seed, images=12, classes=3):
+    """Random ground truth (some crowd) and detections near and away from it."""
+    rng = np.random.default_rng(seed)
+    truth = {"images": [{"id": i, "width": 200, "height": 200} for i in range(1, images + 1)],
+             "annotations": [], "categories": [{"id": c + 1, "name": f"c{c}"}
+                                               for c in range(classes)]}
+    detections = []
+    for image in truth["images"]:
+        for _ in range(rng.integers(0, 6)):
+            x, y, w, h = rng.uniform(0, 150, 2).tolist() + rng.uniform(8, 50, 2).tolist()
+            category = int(rng.integers(1, classes + 1))
+            truth["annotations"].append({
+                "id": len(truth["annotations"]) + 1, "image_id": image["id"],
+                "category_id": category, "bbox": [x, y, w, h], "area": w * h,
+                "iscrowd": int(rng.uniform() < 0.05)})
+            if rng.uniform() < 0.8:  # a detection near it, sometimes of another class
+                jitter = rng.normal(0, 4, 4)
+                detections.append({"image_id": image["id"], "score": float(rng.uniform()),
+                                   "category_id": category if rng.uniform() < 0.85
+                                   else int(rng.integers(1, classes + 1)),
+                                   "bbox": [x + jitter[0], y + jitter[1],
+                                            max(w + jitter[2], 2), max(h + jitter[3], 2)]})
+        for _ in range(rng.integers(0, 3)):  # boxes on nothing
+            detections.append({"image_id": image["id"], "score": float(rng.uniform()),
+                               "category_id": int(rng.integers(1, classes + 1)),
+                               "bbox": rng.uniform(0, 150, 2).tolist() + [20.0, 20.0]})
+    return truth, detections
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_pr_areas_and_confusion_sums_on_random_cases(seed):
+    truth, detections = _random_case(seed)
+    metrics = coco_metrics(truth, detections)
+    curves = pr_curves(run_cocoeval(truth, detections, print_summary=False), 0.5)
+    for category in truth["categories"]:
+        curve = curves["precision"][category["id"]]
+        expected = metrics[f"AP50/{category['name']}"]
+        if curve is None:
+            assert np.isnan(expected)
+        else:
+            assert abs(np.mean(curve) - expected) < 1e-6
+    threshold = 0.3
+    counts = np.asarray(confusion_matrix(truth, detections, threshold)["counts"])
+    objects = [a for a in truth["annotations"] if not a["iscrowd"]]
+    per_class = [sum(a["category_id"] == c["id"] for a in objects) for c in truth["categories"]]
+    np.testing.assert_array_equal(counts[:-1].sum(axis=1), per_class)  # every object once
+    kept = sum(d["score"] >= threshold for d in detections)
+    # every kept detection once: paired with an object (rows of classes) or false (last row)
+    assert counts[:, :-1].sum() == kept
+    assert counts[-1, -1] == 0
