@@ -186,9 +186,12 @@ def test_two_workers_on_localhost_write_one_run_and_agree(tfds_dir, tmp_path):
     assert [r["step"] for r in records if r["kind"] == "eval"] == [12]
     assert len(list((run_dir / "tensorboard").rglob("events.out.tfevents.*"))) == 1
     assert "replica(s)" in outputs[0]
-    # Nothing but what a one-device run writes (Hydra's own .hydra/ and train.log included).
+    # Nothing but what a one-device run writes (Hydra's own .hydra/ and train.log included),
+    # the report once: by the chief, which evaluated
     assert {p.name for p in run_dir.iterdir()} == {".hydra", "checkpoints", "classes.json",
-                                                   "metrics.jsonl", "tensorboard", "train.log"}
+                                                   "metrics.jsonl", "tensorboard", "train.log",
+                                                   "best_evaluation.json", "report"}
+    assert [("report: " in output) for output in outputs] == [True, False]
     # The other worker kept its own copy of the final checkpoint in distribute.worker_dir.
     chief = tf.train.load_checkpoint(str(checkpoints / "ckpt-12"))
     other = tf.train.load_checkpoint(str(tmp_path / "worker" / "checkpoints" / "ckpt-12"))
