@@ -78,16 +78,25 @@ def confusion_matrix(ground_truth: dict, detections: Sequence[dict], score_thres
     in `ground_truth["categories"]` order, then background; column = the detected class,
     then background. A pair adds to [true, detected] (a wrong class off the diagonal), a
     missed truth to [true, background], a false box to [background, detected]."""
-    order = {int(c["id"]): index for index, c in enumerate(ground_truth["categories"])}
+    return confusion_counts(ground_truth["categories"],
+                            image_outcomes(ground_truth, detections, score_threshold, iou),
+                            score_threshold, iou)
+
+
+def confusion_counts(categories: Sequence[dict], outcomes: Dict[int, Dict[str, list]],
+                     score_threshold: float, iou: float = 0.5) -> Dict[str, object]:
+    """`confusion_matrix` from outcomes `image_outcomes` already made at `score_threshold`
+    and `iou` (`categories`: the ground truth's, in its order)."""
+    order = {int(c["id"]): index for index, c in enumerate(categories)}
     background = len(order)
     counts = np.zeros((background + 1, background + 1), np.int64)
-    for outcome in image_outcomes(ground_truth, detections, score_threshold, iou).values():
+    for outcome in outcomes.values():
         for truth, detection in outcome["truths"]:
             column = background if detection is None else order[int(detection["category_id"])]
             counts[order[int(truth["category_id"])], column] += 1
         for detection in outcome["false"]:
             counts[background, order[int(detection["category_id"])]] += 1
-    names = [str(c.get("name", c["id"])) for c in ground_truth["categories"]]
+    names = [str(c.get("name", c["id"])) for c in categories]
     return {"labels": names + ["background"], "counts": counts.tolist(),
             "score_threshold": float(score_threshold), "iou": float(iou)}
 
@@ -117,5 +126,6 @@ def analyze(ground_truth: dict, detections: Sequence[dict],
     f1 = f1_by_threshold(evaluation)
     outcomes = image_outcomes(ground_truth, detections, f1["best_threshold"])
     return {"pr50": pr_curves(evaluation, 0.5), "pr75": pr_curves(evaluation, 0.75), "f1": f1,
-            "confusion": confusion_matrix(ground_truth, detections, f1["best_threshold"]),
+            "confusion": confusion_counts(ground_truth["categories"], outcomes,
+                                          f1["best_threshold"]),
             "worst_images": worst_images(outcomes, gallery)}
