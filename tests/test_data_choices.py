@@ -34,7 +34,9 @@ def _index(images, objects) -> SplitIndex:
                       image_ids=np.arange(len(images)), sizes=sizes, boxes=boxes,
                       labels=np.array([r[1] for r in rows], np.int32),
                       is_crowd=np.array([r[6] for r in rows], bool),
-                      row_splits=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+                      row_splits=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+                      annotations=[f"{i}.xml" for i in range(len(images))],
+                      object_index=np.zeros(len(rows), np.int64))
 
 
 def test_profile_against_numpy_on_hand_made_boxes():

@@ -161,6 +161,21 @@ def test_voc_classes_from_config_fix_order(tmp_path):
     np.testing.assert_allclose(example["boxes"], [[10, 5, 30, 25], [34, 20, 60, 44]], atol=ATOL)
 
 
+def test_the_index_keeps_each_objects_own_number_and_file(tmp_path):
+    """Objects the checks leave out (an unknown class, a box with no area) keep their places in
+    the numbering, so the label audit can name an object as its file numbers it."""
+    root = tmp_path / "voc"
+    write_image(root / "train" / "a.png", rects=[(10, 5, 30, 25, RED), (34, 20, 60, 44, GREEN)])
+    write_voc(root / "train" / "a.xml", "a.png", (48, 64), [
+        voc_object("horse", 1, 1, 5, 5), voc_object("cat", 11, 6, 30, 25),
+        voc_object("cat", 20, 20, 20, 30), voc_object("dog", 35, 21, 60, 44)])
+    source = build_source(voc_config(root, classes=["dog", "cat"]))
+    index = source.index("train")
+    assert index.object_index.tolist() == [1, 3]
+    assert index.labels.tolist() == [1, 0]
+    assert index.annotations == [str(root / "train" / "a.xml")]
+
+
 # ------------------------------------------------------------------------------------------
 # COCO JSON
 # ------------------------------------------------------------------------------------------

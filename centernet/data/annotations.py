@@ -62,6 +62,10 @@ class SplitIndex:
         labels: int32 `[T]`; is_crowd: bool `[T]` (ignored by training, ignore regions in
             evaluation).
         row_splits: int64 `[M + 1]`: image `i` owns objects `row_splits[i]:row_splits[i + 1]`.
+        annotations: `M` annotation locations as the parser names them (the XML file; the
+            COCO file with the image's id), for messages that send a user to a label.
+        object_index: int64 `[T]`: each object's index among its image's annotated objects
+            (objects left out by the checks keep their numbers: no renumbering).
     """
 
     paths: List[str]
@@ -71,6 +75,8 @@ class SplitIndex:
     labels: np.ndarray
     is_crowd: np.ndarray
     row_splits: np.ndarray
+    annotations: List[str]
+    object_index: np.ndarray
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -174,6 +180,7 @@ def clean_split(split: str, images: Sequence[RawImage], class_index: Dict[Hashab
                           not raw.unparsable])
     found = iter(infos)
     paths, ids, sizes, boxes, labels, crowd, splits = [], [], [], [], [], [], [0]
+    annotations, object_index = [], []
     counts = SplitCounts(images=len(images))
     for raw in images:
         info = next(found) if raw.image_path and not raw.unparsable else None
@@ -204,6 +211,7 @@ def clean_split(split: str, images: Sequence[RawImage], class_index: Dict[Hashab
             boxes.append(box / [info.width, info.height, info.width, info.height])
             labels.append(class_index[obj.class_key])
             crowd.append(obj.ignore)
+            object_index.append(obj.index)
             kept += 1
             counts.objects_used += 1
         trainable = sum(not flag for flag in crowd[len(crowd) - kept:])
@@ -214,6 +222,7 @@ def clean_split(split: str, images: Sequence[RawImage], class_index: Dict[Hashab
                        f"{trainable} objects; targets keep the first {max_objects} "
                        f"(targets.max_objects)")
         paths.append(str(raw.image_path))
+        annotations.append(raw.annotation)
         ids.append(raw.image_id)
         sizes.append((info.height, info.width))
         splits.append(splits[-1] + kept)
@@ -229,4 +238,6 @@ def clean_split(split: str, images: Sequence[RawImage], class_index: Dict[Hashab
                       sizes=np.asarray(sizes, np.int64).reshape(-1, 2),
                       boxes=xyxy[:, [1, 0, 3, 2]].astype(np.float32),
                       labels=np.asarray(labels, np.int32),
-                      is_crowd=np.asarray(crowd, bool), row_splits=np.asarray(splits, np.int64))
+                      is_crowd=np.asarray(crowd, bool), row_splits=np.asarray(splits, np.int64),
+                      annotations=annotations,
+                      object_index=np.asarray(object_index, np.int64))
