@@ -105,8 +105,9 @@ class Trainer:
     in `after_step`, each at its own period.
     """
 
-    def __init__(self, cfg: RunConfig, run_dir: Path):
+    def __init__(self, cfg: RunConfig, run_dir: Path, started_at: Optional[float] = None):
         self.run_dir = run_dir
+        self.started_at = started_at  # None: when the process started
         self.strategy = strategy = configure_runtime(cfg)
         # Only the chief writes the run directory; another worker of a cluster writes what it
         # must (its copy of each checkpoint save) into `distribute.worker_dir`, else into a
@@ -215,7 +216,7 @@ class Trainer:
         cfg = self.cfg
         print(f"train.time_budget={cfg.train.time_budget}: measuring a step and an evaluation "
               f"to plan the run", file=sys.stderr, flush=True)
-        started_at = process_start_time()
+        started_at = self.started_at or process_start_time()
 
         def step(batch):
             return {k: v.numpy() for k, v in self.train_step(batch).items()}
@@ -510,8 +511,11 @@ class Trainer:
             f"{self.store.best_directory}")
 
 
-def train(cfg: DictConfig | RunConfig, run_dir: str | Path) -> Dict[str, float]:
-    """Train (or resume) a run in `run_dir` and return its final metrics.
+def train(cfg: DictConfig | RunConfig, run_dir: str | Path,
+          started_at: Optional[float] = None) -> Dict[str, float]:
+    """Train (or resume) a run in `run_dir` and return its final metrics. A time budget
+    counts from `started_at` (seconds since the epoch; None: when the process started, so
+    imports and data checks count), for callers that train several runs in one process.
 
     Returns:
         `step`, the last logged loss parts, the final evaluation's metrics (`AP`, ...) and
@@ -524,4 +528,4 @@ def train(cfg: DictConfig | RunConfig, run_dir: str | Path) -> Dict[str, float]:
     cfg = validate(cfg)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    return Trainer(cfg, run_dir).fit()
+    return Trainer(cfg, run_dir, started_at).fit()
