@@ -602,6 +602,53 @@ class PredictConfig(EvaluateConfig):
 
 
 @dataclass
+class AuditSettings:
+    """The label audit (`scripts/audit_labels.py`, `centernet/audit/`). `folds` short runs of
+    the run's own configuration, each trained on the other folds of its training split for
+    `time_budget / folds` (or `max_steps` steps each, when set) and evaluated once on its own
+    fold, give every image out-of-sample detections for cleanlab to score. `top`: pictures of
+    that many findings. `confident_score`: the detector score that counts as confident
+    (cleanlab's 0.95); null: the best-F1 threshold of the held-out detections. `seed`: the
+    fold assignment's."""
+
+    folds: int = 3
+    time_budget: str = "30m"
+    max_steps: Optional[int] = None
+    top: int = 24
+    confident_score: Optional[float] = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _at_least("audit.folds", self.folds, 2)
+        _at_least("audit.top", self.top, 0)
+        if self.max_steps is not None:
+            _at_least("audit.max_steps", self.max_steps, 1)
+        else:
+            try:
+                seconds = parse_duration(self.time_budget)
+            except ValueError as error:
+                _fail("audit.time_budget", self.time_budget, str(error))
+            if seconds / self.folds < 10:
+                _fail("audit.time_budget", self.time_budget,
+                      f"gives each of the {self.folds} folds under 10s")
+        if self.confident_score is not None:
+            _in_range("audit.confident_score", self.confident_score, 0.0, 1.0)
+
+    @property
+    def fold_budget(self) -> str:
+        """Each fold's time budget, in seconds (`"600s"`)."""
+        return f"{parse_duration(self.time_budget) / self.folds:.0f}s"
+
+
+@dataclass
+class AuditConfig(EvaluateConfig):
+    """`scripts/audit_labels.py`: a run directory; `audit.*` the audit's settings; other keys
+    override the run's own saved config for the fold runs."""
+
+    audit: AuditSettings = field(default_factory=AuditSettings)
+
+
+@dataclass
 class ExportConfig(EvaluateConfig):
     """`scripts/export.py`: write the detector as a SavedModel (letterboxing and decoding
     inside), a LiteRT file (`export.precision`) or an ONNX file."""
@@ -627,7 +674,7 @@ class ShowDataConfig(RunConfig):
 
 
 SCRIPT_KEYS = ("run_dir", "checkpoint", "input", "output", "score_threshold", "heatmap", "format",
-               "model_file")
+               "model_file", "audit")
 
 
 def register_configs() -> None:
@@ -638,6 +685,7 @@ def register_configs() -> None:
     store.store(name="predict_schema", node=PredictConfig)
     store.store(name="export_schema", node=ExportConfig)
     store.store(name="show_data_schema", node=ShowDataConfig)
+    store.store(name="audit_labels_schema", node=AuditConfig)
 
 
 def validate(cfg: DictConfig | RunConfig) -> RunConfig:

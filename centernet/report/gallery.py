@@ -20,8 +20,10 @@ FOUND, CONFUSED, MISSED, FALSE = (40, 200, 60), (255, 150, 0), (230, 30, 30), (2
 LONGEST_SIDE = 640  # pictures are scaled so that their longer side has this many pixels
 
 
-def _box(canvas: np.ndarray, bbox: Sequence[float], scale: float, color, label: str,
-         thickness: int) -> None:
+def draw_box(canvas: np.ndarray, bbox: Sequence[float], scale: float, color, label: str,
+             thickness: int) -> None:
+    """Draw COCO box `bbox` (`[x, y, w, h]` in original-image pixels, times `scale` on
+    `canvas`) in `color` (RGB) with `label` on a filled tab above it."""
     x, y, w, h = (v * scale for v in bbox)
     top_left, bottom_right = (int(round(x)), int(round(y))), (int(round(x + w)),
                                                               int(round(y + h)))
@@ -44,16 +46,16 @@ def draw_outcome(image: np.ndarray, outcome: Dict[str, list], names: Dict[int, s
     for truth, detection in outcome["truths"]:
         true_name = names[int(truth["category_id"])]
         if detection is None:
-            _box(canvas, truth["bbox"], scale, MISSED, f"missed {true_name}", 2)
+            draw_box(canvas, truth["bbox"], scale, MISSED, f"missed {true_name}", 2)
         elif detection["category_id"] == truth["category_id"]:
-            _box(canvas, detection["bbox"], scale, FOUND,
+            draw_box(canvas, detection["bbox"], scale, FOUND,
                  f"{true_name} {detection['score']:.2f}", 1)
         else:
-            _box(canvas, detection["bbox"], scale, CONFUSED,
+            draw_box(canvas, detection["bbox"], scale, CONFUSED,
                  f"{names[int(detection['category_id'])]} {detection['score']:.2f} "
                  f"(is {true_name})", 2)
     for detection in outcome["false"]:
-        _box(canvas, detection["bbox"], scale, FALSE,
+        draw_box(canvas, detection["bbox"], scale, FALSE,
              f"false {names[int(detection['category_id'])]} {detection['score']:.2f}", 2)
     return canvas
 

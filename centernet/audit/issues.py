@@ -1,0 +1,203 @@
+"""Score a split's labels against out-of-sample detections with cleanlab's object-detection
+module (ObjectLab) and rank what looks wrong.
+
+cleanlab scores three kinds of error per box (`cleanlab.object_detection.rank`): an object
+the annotators overlooked (`compute_overlooked_box_scores`, one score per confident predicted
+box that overlaps no label), a label of the wrong class (`compute_swap_box_scores`, per label)
+and a badly placed label (`compute_badloc_box_scores`, per label); `get_label_quality_scores`
+pools them per image and `find_label_issues` flags images. Lower is more likely an error.
+A fourth kind, a **box on nothing** (no detection of any class overlaps the label), is one
+cleanlab scores as clean; the audit adds it: a label that no detection above cleanlab's low
+probability covers (IoU >= `NOTHING_IOU`), scored by its best support among all detections
+(probability times IoU).
+
+CenterNet's scores are heatmap peaks, not probabilities: cleanlab calls a prediction
+confident at 0.95. The audit maps scores monotonically so that its `confident_score` (by
+default the best-F1 threshold of the pooled held-out detections, `evaluation.curves`) lands
+on 0.95, below it linearly from 0, above it linearly to 1; the order of detections is kept.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from centernet.audit.folds import pixel_boxes
+from centernet.data.annotations import SplitIndex
+
+CONFIDENT = 0.95  # cleanlab's HIGH_PROBABILITY_THRESHOLD: what it calls a confident prediction
+LOW = 0.5  # cleanlab's LOW_PROBABILITY_THRESHOLD: detections below it are not evidence
+MAX_SCORE = 0.5  # a label or a detection is a finding when its kind's score is at most this
+NOTHING_IOU = 0.1  # a detection "covers" a label when their IoU is at least this
+CROWD_IOU = 0.5  # detections on an ignore region (crowd, difficult) are not scored
+
+MISSING, WRONG_CLASS, BADLY_PLACED, ON_NOTHING = (
+    "missing box", "wrong class", "badly placed box", "box on nothing")
+KINDS = (MISSING, WRONG_CLASS, BADLY_PLACED, ON_NOTHING)
+
+
+def iou_matrix(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """float64 `[A, B]`: IoU of `x1, y1, x2, y2` boxes `first [A, 4]` and `second [B, 4]`."""
+    first = np.asarray(first, np.float64).reshape(-1, 4)
+    second = np.asarray(second, np.float64).reshape(-1, 4)
+    top_left = np.maximum(first[:, None, :2], second[None, :, :2])
+    bottom_right = np.minimum(first[:, None, 2:], second[None, :, 2:])
+    intersection = np.prod(np.clip(bottom_right - top_left, 0, None), axis=2)
+    area = lambda b: (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])  # noqa: E731
+    union = area(first)[:, None] + area(second)[None, :] - intersection
+    return np.where(union > 0, intersection / np.where(union > 0, union, 1), 0.0)
+
+
+def to_probability(scores: np.ndarray, confident_score: float) -> np.ndarray:
+    """Detector scores -> cleanlab's probability scale: `confident_score` -> `CONFIDENT`,
+    0 -> 0 and 1 -> 1, linear in between (monotone, so rankings are unchanged)."""
+    scores = np.asarray(scores, np.float64)
+    below = CONFIDENT * scores / confident_score
+    above = CONFIDENT + (1 - CONFIDENT) * (scores - confident_score) / max(1 - confident_score,
+                                                                          1e-12)
+    return np.clip(np.where(scores <= confident_score, below, above), 0.0, 1.0)
+
+
+def cleanlab_inputs(index: SplitIndex, detections: Dict[int, List[dict]], num_classes: int,
+                    confident_score: float):
+    """cleanlab's `labels` and `predictions` for every image of `index`, and per image the
+    positions (into the index's objects) of the labels it scores.
+
+    Returns:
+        labels: per image `{"bboxes": [L, 4] x1 y1 x2 y2 px, "labels": [L], "image_name"}`
+            (ignore regions left out);
+        predictions: per image a list of `num_classes` arrays `[M_k, 5]` (box, probability);
+        positions: per image int64 `[L]`, each label's position in the index's objects.
+    """
+    boxes = pixel_boxes(index)
+    labels, predictions, positions = [], [], []
+    for i, image_id in enumerate(index.image_ids):
+        rows = np.arange(index.row_splits[i], index.row_splits[i + 1])
+        scored = rows[~index.is_crowd[rows]]
+        crowd = boxes[rows[index.is_crowd[rows]]]
+        labels.append({"bboxes": boxes[scored], "labels": index.labels[scored].astype(np.int64),
+                       "image_name": index.paths[i]})
+        positions.append(scored)
+        found = detections.get(int(image_id), [])
+        xyxy = np.array([[d["bbox"][0], d["bbox"][1], d["bbox"][0] + d["bbox"][2],
+                          d["bbox"][1] + d["bbox"][3]] for d in found], np.float64).reshape(-1, 4)
+        classes = np.array([int(d["category_id"]) - 1 for d in found], np.int64)
+        probability = to_probability([d["score"] for d in found], confident_score)
+        if len(crowd):
+            keep = iou_matrix(xyxy, crowd).max(axis=1) < CROWD_IOU
+            xyxy, classes, probability = xyxy[keep], classes[keep], probability[keep]
+        predictions.append([np.concatenate([xyxy[classes == c], probability[classes == c, None]],
+                                           axis=1) for c in range(num_classes)])
+    return labels, predictions, positions
+
+
+def _flat(prediction: Sequence[np.ndarray]):
+    """One image's predictions as `(boxes [M, 4], classes [M], probabilities [M])`, in the
+    order cleanlab numbers them (class by class)."""
+    boxes = np.concatenate([p[:, :4] for p in prediction]).reshape(-1, 4)
+    classes = np.concatenate([np.full(len(p), c) for c, p in enumerate(prediction)]).astype(int)
+    probabilities = np.concatenate([p[:, 4] for p in prediction])
+    return boxes, classes, probabilities
+
+
+def score_labels(index: SplitIndex, detections: Dict[int, List[dict]],
+                 class_names: Sequence[str], confident_score: float) -> dict:
+    """The audit's findings and per-image scores.
+
+    Args:
+        index: the audited split (cleaned objects, as training reads them).
+        detections: image id -> its out-of-sample detections (COCO results, `category_id`
+            = class + 1, `score` the detector's).
+        class_names: the `C` classes.
+        confident_score: the detector score mapped to cleanlab's confident probability.
+
+    Returns:
+        `issues` (findings of every kind, most likely an error first: `score` ascending),
+        `images` (each image's `label_quality` from `get_label_quality_scores` and cleanlab's
+        `flagged` from `find_label_issues`, worst first) and `objects` (every label's `swap`
+        and `badloc` scores from cleanlab, in the split's order).
+    """
+    from cleanlab.object_detection.filter import find_label_issues
+    from cleanlab.object_detection.rank import (compute_badloc_box_scores,
+                                                compute_overlooked_box_scores,
+                                                compute_swap_box_scores, get_label_quality_scores)
+
+    labels, predictions, positions = cleanlab_inputs(index, detections, len(class_names),
+                                                     confident_score)
+    kwargs = {"labels": labels, "predictions": predictions}
+    overlooked = compute_overlooked_box_scores(**kwargs)
+    swap = compute_swap_box_scores(**kwargs)
+    badloc = compute_badloc_box_scores(**kwargs)
+    quality = get_label_quality_scores(labels, predictions, verbose=False)
+    flagged = find_label_issues(labels, predictions)
+    boxes = pixel_boxes(index)
+    issues, objects = [], []
+    for i, label in enumerate(labels):
+        where = {"image": index.paths[i], "annotation": index.annotations[i],
+                 "image_id": int(index.image_ids[i])}
+        pred_boxes, pred_classes, pred_probs = _flat(predictions[i])
+        scores = np.full(len(pred_boxes), np.nan) if len(overlooked[i]) == 0 else overlooked[i]
+        for m in np.flatnonzero(np.isfinite(scores)):
+            issues.append({**where, "kind": MISSING, "score": float(scores[m]),
+                           "object_index": None, "class": None, "box": None,
+                           "suggestion": _suggest("add", pred_boxes[m], pred_classes[m],
+                                                  pred_probs[m], class_names)})
+        overlaps = iou_matrix(label["bboxes"], pred_boxes)
+        for j, position in enumerate(positions[i]):
+            given = int(label["labels"][j])
+            objects.append({"annotation": index.annotations[i],
+                            "object_index": int(index.object_index[position]),
+                            "class": class_names[given], "swap": float(swap[i][j]),
+                            "badloc": float(badloc[i][j])})
+            found = _label_finding(overlaps[j], given, float(swap[i][j]), float(badloc[i][j]),
+                                   pred_boxes, pred_classes, pred_probs, class_names)
+            if found is not None:
+                issues.append({**where, **found, "object_index": int(index.object_index[position]),
+                               "class": class_names[given],
+                               "box": [round(float(v), 2) for v in boxes[position]]})
+    issues.sort(key=lambda issue: issue["score"])
+    for rank, issue in enumerate(issues, start=1):
+        issue["rank"] = rank
+    images = [{"image": index.paths[i], "annotation": index.annotations[i],
+               "image_id": int(index.image_ids[i]), "label_quality": float(quality[i]),
+               "flagged": bool(flagged[i])} for i in np.argsort(quality, kind="stable")]
+    return {"issues": issues, "images": images, "objects": objects}
+
+
+def _label_finding(overlaps: np.ndarray, given: int, swap: float, badloc: float,
+                   pred_boxes: np.ndarray, pred_classes: np.ndarray, pred_probs: np.ndarray,
+                   class_names: Sequence[str]) -> Optional[dict]:
+    """The likeliest error of one label (its IoU with each prediction `overlaps [M]`), or None:
+    a box on nothing when no detection of any class above `LOW` covers it, else the lower of
+    its swap and bad-location scores when at most `MAX_SCORE`."""
+    covering = (overlaps >= NOTHING_IOU) & (pred_probs > LOW)
+    if not covering.any():
+        support = float(np.max(overlaps * pred_probs, initial=0.0))
+        return {"kind": ON_NOTHING, "score": support, "suggestion": {"action": "remove"}}
+    kind, score = min(((WRONG_CLASS, swap), (BADLY_PLACED, badloc)), key=lambda pair: pair[1])
+    if score > MAX_SCORE:
+        return None
+    if kind == WRONG_CLASS:
+        candidates = covering & (pred_classes != given)
+        action = "relabel"
+    else:
+        candidates = covering & (pred_classes == given)
+        action = "move"
+    if not candidates.any():  # cleanlab's own overlap test differs from IoU >= NOTHING_IOU
+        candidates = covering
+    best = int(np.argmax(np.where(candidates, overlaps, -1.0)))
+    return {"kind": kind, "score": score,
+            "suggestion": _suggest(action, pred_boxes[best], pred_classes[best],
+                                   pred_probs[best], class_names)}
+
+
+def _suggest(action: str, box: np.ndarray, class_id: int, probability: float,
+             class_names: Sequence[str]) -> dict:
+    return {"action": action, "class": class_names[int(class_id)],
+            "box": [round(float(v), 2) for v in box], "probability": float(probability)}
+
+
+def summarize(issues: Sequence[dict]) -> Dict[str, int]:
+    """Findings per kind (every kind listed, zero included)."""
+    return {kind: sum(issue["kind"] == kind for issue in issues) for kind in KINDS}

@@ -1,0 +1,235 @@
+"""The label audit (`centernet/audit/`, `scripts/audit_labels.py`) and its measurement
+(`centernet/study/label_noise.py`).
+
+Hand-made images whose every label's error is known check that each kind is found and told
+apart with the right suggestion; a tiny copy of BCCD is audited end to end with two folds
+(real processes: `scripts/train.py`, then `scripts/audit_labels.py`) and the file's contents
+are checked against the XML files themselves; the injection of known errors is checked
+against the XML it rewrites, and its scoring against precision and recall counted by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+from PIL import Image
+
+from centernet.audit.issues import (BADLY_PLACED, CONFIDENT, MISSING, ON_NOTHING, WRONG_CLASS,
+                                    iou_matrix, score_labels, to_probability)
+from centernet.data.annotations import SplitIndex
+from centernet.study import label_noise
+from conftest import SHARED_DATASETS, compose_config, run_script
+from folders import snapshot
+
+BCCD = SHARED_DATASETS / "bccd"
+NAMES = ["cat", "dog"]
+
+
+def _index(height: int, width: int, objects) -> SplitIndex:
+    """One image per entry of `objects`: a list of `(label, x1, y1, x2, y2)` in pixels."""
+    boxes = [[y1 / height, x1 / width, y2 / height, x2 / width]
+             for image in objects for _, x1, y1, x2, y2 in image]
+    counts = [len(image) for image in objects]
+    return SplitIndex(paths=[f"/data/{i}.jpg" for i in range(len(objects))],
+                      image_ids=np.arange(len(objects), dtype=np.int64) + 100,
+                      sizes=np.array([[height, width]] * len(objects), np.int64),
+                      boxes=np.array(boxes, np.float32).reshape(-1, 4),
+                      labels=np.array([o[0] for image in objects for o in image], np.int32),
+                      is_crowd=np.zeros(sum(counts), bool),
+                      row_splits=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+                      annotations=[f"/data/{i}.xml" for i in range(len(objects))],
+                      object_index=np.array([n + 1 for c in counts for n in range(c)], np.int64))
+
+
+def _detection(image_id: int, label: int, x1, y1, x2, y2, score: float) -> dict:
+    return {"image_id": image_id, "category_id": label + 1, "bbox": [x1, y1, x2 - x1, y2 - y1],
+            "score": score}
+
+
+def test_iou_and_the_probability_scale_by_hand():
+    assert iou_matrix([[0, 0, 10, 10]], [[5, 0, 15, 10], [20, 20, 30, 30]]).tolist() == [
+        [50 / 150, 0.0]]
+    scores = np.array([0.0, 0.2, 0.4, 0.7, 1.0])
+    mapped = to_probability(scores, 0.4)
+    np.testing.assert_allclose(mapped, [0.0, CONFIDENT / 2, CONFIDENT,
+                                        CONFIDENT + (1 - CONFIDENT) * 0.5, 1.0])
+    assert np.all(np.diff(mapped) > 0)
+
+
+def test_each_kind_of_error_is_found_and_told_apart():
+    """Image 0: a good label (detected), a cat the model calls a dog, a label on nothing, a
+    label shifted by half its size from its detection, and a detected dog nobody labelled.
+    Image 1: two good labels."""
+    index = _index(200, 300, [
+        [(0, 10, 10, 60, 60), (0, 100, 10, 150, 60), (1, 200, 120, 240, 160),
+         (1, 25, 130, 75, 180)],
+        [(0, 10, 10, 60, 60), (1, 100, 100, 160, 160)]])
+    detections = {100: [_detection(100, 0, 11, 10, 60, 61, 0.8),
+                        _detection(100, 1, 100, 11, 151, 60, 0.85),
+                        _detection(100, 1, 0, 105, 50, 155, 0.8),
+                        _detection(100, 1, 230, 20, 280, 70, 0.9),
+                        _detection(100, 0, 200, 120, 240, 160, 0.02)],
+                  101: [_detection(101, 0, 10, 10, 60, 61, 0.9),
+                        _detection(101, 1, 101, 100, 160, 160, 0.9)]}
+    found = score_labels(index, detections, NAMES, confident_score=0.5)
+    by_kind = {issue["kind"]: issue for issue in found["issues"]}
+    assert sorted(by_kind) == sorted([MISSING, WRONG_CLASS, ON_NOTHING, BADLY_PLACED])
+    assert len(found["issues"]) == 4  # the good labels of both images are not findings
+    assert by_kind[WRONG_CLASS]["object_index"] == 2  # index.object_index of the second label
+    assert by_kind[WRONG_CLASS]["class"] == "cat"
+    assert by_kind[WRONG_CLASS]["suggestion"]["action"] == "relabel"
+    assert by_kind[WRONG_CLASS]["suggestion"]["class"] == "dog"
+    assert by_kind[ON_NOTHING]["object_index"] == 3
+    assert by_kind[ON_NOTHING]["suggestion"] == {"action": "remove"}
+    assert by_kind[BADLY_PLACED]["object_index"] == 4
+    assert by_kind[BADLY_PLACED]["box"] == [25.0, 130.0, 75.0, 180.0]
+    assert by_kind[BADLY_PLACED]["suggestion"]["box"] == [0.0, 105.0, 50.0, 155.0]
+    assert by_kind[MISSING]["object_index"] is None
+    assert by_kind[MISSING]["suggestion"]["box"] == [230.0, 20.0, 280.0, 70.0]
+    assert by_kind[MISSING]["suggestion"]["class"] == "dog"
+    for issue in found["issues"]:
+        assert issue["annotation"] == "/data/0.xml" and issue["image_id"] == 100
+    assert [issue["rank"] for issue in found["issues"]] == [1, 2, 3, 4]
+    scores = [issue["score"] for issue in found["issues"]]
+    assert scores == sorted(scores)
+    quality = {image["image_id"]: image for image in found["images"]}
+    assert quality[100]["label_quality"] < quality[101]["label_quality"]
+    assert quality[100]["flagged"] and not quality[101]["flagged"]
+    assert found["images"][0]["image_id"] == 100  # worst first
+    assert [(o["object_index"], o["class"]) for o in found["objects"]] == [
+        (1, "cat"), (2, "cat"), (3, "dog"), (4, "dog"), (1, "cat"), (2, "dog")]
+
+
+def _tiny_bccd(root: Path, train: int, val: int) -> Path:
+    """A copy of BCCD's first `train` training and `val` validation images."""
+    (root / "ImageSets" / "Main").mkdir(parents=True)
+    for folder in ("Annotations", "JPEGImages"):
+        (root / folder).mkdir()
+    for split, count in (("train", train), ("val", val)):
+        ids = (BCCD / "ImageSets" / "Main" / f"{split}.txt").read_text().split()[:count]
+        (root / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(ids) + "\n")
+        for image_id in ids:
+            shutil.copy(BCCD / "Annotations" / f"{image_id}.xml", root / "Annotations")
+            shutil.copy(BCCD / "JPEGImages" / f"{image_id}.jpg", root / "JPEGImages")
+    return root
+
+
+@pytest.mark.slow
+def test_the_audit_end_to_end_on_a_tiny_bccd_copy(tmp_path):
+    data = _tiny_bccd(tmp_path / "bccd", train=6, val=2)
+    run_dir = tmp_path / "run"  # a run directory as training leaves it: its composed config
+    config = compose_config(["dataset=voc_xml", f"dataset.root={data}", "model.input_size=64",
+                             "train.batch_size=2", "precision=float32",
+                             "train.progress_bar=false"])
+    (run_dir / ".hydra").mkdir(parents=True)
+    OmegaConf.save(config, run_dir / ".hydra" / "config.yaml")
+    before = snapshot(data)
+    result = run_script("audit_labels.py", f"run_dir={run_dir}", "audit.folds=2",
+                        "audit.max_steps=1", "audit.top=3")
+    assert result.returncode == 0, result.stderr
+    assert snapshot(data) == before  # the dataset folder is only read
+    assert "audit: 6 images" in result.stdout
+    payload = json.loads((run_dir / "audit" / "label_issues.json").read_text())
+    assert payload["split"] == "train" and payload["folds"] == 2
+    assert payload["images_scored"] == 6
+    xml = {path: ET.parse(path).getroot().findall("object")
+           for path in (data / "Annotations").glob("*.xml")}
+    train_files = {str(data / "Annotations" / f"{i}.xml") for i in
+                   (data / "ImageSets" / "Main" / "train.txt").read_text().split()}
+    assert payload["objects_scored"] == sum(len(xml[Path(p)]) for p in train_files)
+    assert {image["annotation"] for image in payload["images"]} == train_files
+    quality = [image["label_quality"] for image in payload["images"]]
+    assert quality == sorted(quality) and all(0 <= q <= 1 for q in quality)
+    issues = payload["issues"]
+    assert [issue["rank"] for issue in issues] == list(range(1, len(issues) + 1))
+    assert [issue["score"] for issue in issues] == sorted(issue["score"] for issue in issues)
+    assert payload["summary"] == {kind: sum(i["kind"] == kind for i in issues)
+                                  for kind in payload["summary"]}
+    for issue in issues:
+        assert issue["annotation"] in train_files
+        if issue["object_index"] is not None:  # the label it names is in the file as given
+            obj = xml[Path(issue["annotation"])][issue["object_index"]]
+            assert obj.findtext("name") == issue["class"]
+            box = [float(obj.find("bndbox").findtext(t)) for t in ("xmin", "ymin", "xmax",
+                                                                   "ymax")]
+            np.testing.assert_allclose(issue["box"], box, atol=1.0)
+    pictured = [issue for issue in issues if "picture" in issue]
+    assert len(pictured) == min(3, len(issues))
+    for issue in pictured:
+        with Image.open(run_dir / "audit" / issue["picture"]) as picture:
+            assert max(picture.size) == 640
+    # the held-out predictions come from runs that did not train on them
+    for fold in (0, 1):
+        held = json.loads((run_dir / "audit" / "folds" / f"fold{fold}_heldout.json")
+                          .read_text())["images"]
+        trained = json.loads((run_dir / "audit" / "folds" / f"fold{fold}_train.json")
+                             .read_text())["images"]
+        assert not {i["file_name"] for i in held} & {i["file_name"] for i in trained}
+        assert len(held) == 3
+    # run again: the folds are done, so nothing is trained and the findings are the same
+    again = run_script("audit_labels.py", f"run_dir={run_dir}", "audit.folds=2",
+                       "audit.max_steps=1", "audit.top=3")
+    assert again.returncode == 0, again.stderr
+    assert "training" not in again.stdout
+    assert json.loads((run_dir / "audit" / "label_issues.json").read_text())["issues"] == issues
+
+
+def test_injected_errors_are_what_the_copy_says(tmp_path):
+    data = _tiny_bccd(tmp_path / "bccd", train=6, val=2)
+    before = snapshot(data)
+    records = label_noise.inject(data, tmp_path / "noisy", fraction=0.1, on_background=2)
+    assert snapshot(data) == before
+    kinds = [r["kind"] for r in records]
+    per_kind = kinds.count(MISSING)
+    assert per_kind > 0 and kinds.count(WRONG_CLASS) == kinds.count(BADLY_PLACED) == per_kind
+    assert kinds.count(ON_NOTHING) == 2
+    for record in records:
+        copy = ET.parse(record["annotation"]).getroot().findall("object")
+        original = ET.parse(data / "Annotations" / Path(record["annotation"]).name) \
+            .getroot().findall("object")
+        boxes = [[float(o.find("bndbox").findtext(t)) for t in ("xmin", "ymin", "xmax",
+                                                                "ymax")] for o in copy]
+        if record["kind"] == MISSING:
+            assert len(copy) < len(original) and record["box"] not in boxes
+            continue
+        obj = copy[record["object_index"]]
+        assert obj.findtext("name") == record["class"]
+        assert boxes[record["object_index"]] == record["box"]
+        if record["kind"] == WRONG_CLASS:
+            assert record["class"] != record["original"]["class"]
+            assert record["box"] == record["original"]["box"]
+        elif record["kind"] == BADLY_PLACED:
+            x1, y1, x2, y2 = record["original"]["box"]
+            dx, dy = record["box"][0] - x1, record["box"][1] - y1
+            assert abs(dx) <= (x2 - x1) / 2 + 0.5 and abs(dy) <= (y2 - y1) / 2 + 0.5
+            assert (dx, dy) != (0, 0)
+        else:
+            others = [b for n, b in enumerate(boxes) if n != record["object_index"]]
+            assert iou_matrix([record["box"]], others).max() == 0
+
+
+def test_scoring_counts_precision_and_recall_by_hand():
+    truths = [{"kind": WRONG_CLASS, "annotation": "/a/1.xml", "object_index": 3},
+              {"kind": WRONG_CLASS, "annotation": "/a/2.xml", "object_index": 0},
+              {"kind": MISSING, "annotation": "/a/1.xml", "object_index": None,
+               "box": [0, 0, 10, 10]}]
+
+    def issue(kind, name, index, box=None):
+        return {"kind": kind, "annotation": f"/run/{name}", "object_index": index,
+                "suggestion": {"box": box} if box else {}}
+
+    issues = {"issues": [issue(WRONG_CLASS, "1.xml", 3),  # hit
+                         issue(MISSING, "1.xml", None, [0, 0, 10, 12]),  # IoU 0.83: hit
+                         issue(WRONG_CLASS, "2.xml", 1),  # other object: miss
+                         issue(WRONG_CLASS, "2.xml", 0)]}  # beyond the top 2 of its kind
+    result = label_noise.score(issues, truths)
+    assert result[WRONG_CLASS] == {"injected": 2, "top": 2, "precision": 0.5, "recall": 0.5}
+    assert result[MISSING] == {"injected": 1, "top": 1, "precision": 1.0, "recall": 1.0}
+    assert result["overall"] == {"injected": 3, "top": 3, "precision": 2 / 3,
+                                 "recall": 2 / 3}
