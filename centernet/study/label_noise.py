@@ -1,0 +1,174 @@
+"""How well the label audit finds known errors: inject them into a copy of a Pascal VOC
+folder's training split, audit, and score the audit's findings against what was injected.
+
+`inject` writes the copy (annotations rewritten, images linked, other splits untouched) and
+`injected.json`: with a fixed seed, `fraction` of the split's objects (difficult ones aside)
+removed, as many given another class, as many shifted by half their width and half their
+height (clipped to the image), and `on_background` boxes of a random class and a typical size
+placed where they overlap no labelled box. `score` takes the audit's `label_issues.json` and,
+per kind, the top N findings of that kind (N the number injected): precision (of those N, how
+many are an injected error of that kind) and recall (of the injected, how many are among them),
+and overall the top N findings of any kind against every injected error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+
+from centernet.audit.issues import (BADLY_PLACED, KINDS, MISSING, ON_NOTHING, WRONG_CLASS,
+                                    iou_matrix)
+from centernet.data import voc
+
+TRUTH_FILE = "injected.json"
+MATCH_IOU = 0.5  # a missing-box finding finds a removed box when their IoU is at least this
+
+
+def _box(element: ET.Element) -> List[float]:
+    box = element.find("bndbox")
+    return [float(box.findtext(tag)) for tag in ("xmin", "ymin", "xmax", "ymax")]
+
+
+def _set_box(element: ET.Element, box: List[float]) -> None:
+    for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), box):
+        element.find("bndbox").find(tag).text = str(int(round(value)))
+
+
+def _size(tree: ET.ElementTree) -> tuple:
+    size = tree.getroot().find("size")
+    return int(size.findtext("width")), int(size.findtext("height"))
+
+
+def inject(root: Path, out: Path, split: str = "train", fraction: float = 0.05,
+           on_background: int = 10, seed: int = 0) -> List[dict]:
+    """Write the corrupted copy of `root` into `out` and return (and write into
+    `out/injected.json`) one record per injected error: `kind`, `annotation` (the copy's XML),
+    `object_index` (in the copy's file; null for a removed box), `class`, `box` (the removed
+    box, or the label as it now stands) and `original` (class and box before)."""
+    root, out = Path(root), Path(out)
+    if out.exists():
+        raise FileExistsError(f"{out} exists; give a new folder")
+    rng = np.random.default_rng(seed)
+    files, _ = voc.annotation_files(root, split)
+    trees = {path: ET.parse(path) for path in files}
+    names = sorted({obj.findtext("name") for tree in trees.values()
+                    for obj in tree.getroot().findall("object")})
+    eligible = [(path, n) for path, tree in trees.items()
+                for n, obj in enumerate(tree.getroot().findall("object"))
+                if obj.findtext("difficult", "0").strip() != "1"]
+    count = int(round(fraction * len(eligible)))
+    chosen = rng.permutation(len(eligible))[:3 * count]
+    plan = {eligible[i]: kind for kinds, kind in ((chosen[:count], MISSING),
+                                                  (chosen[count:2 * count], WRONG_CLASS),
+                                                  (chosen[2 * count:], BADLY_PLACED))
+            for i in kinds}
+    records = []
+    shutil.copytree(root, out, ignore=shutil.ignore_patterns("JPEGImages"))
+    for folder, _, names_in in os.walk(out):  # a read-only source gives a read-only copy
+        for path in [folder] + [os.path.join(folder, n) for n in names_in]:
+            os.chmod(path, os.stat(path).st_mode | stat.S_IWUSR)
+    os.symlink((root / "JPEGImages").resolve(), out / "JPEGImages")
+    copy_of = {path: out / path.relative_to(root) for path in files}
+    for path, tree in trees.items():
+        objects = tree.getroot().findall("object")
+        kept = 0
+        width, height = _size(tree)
+        for n, obj in enumerate(objects):
+            kind = plan.get((path, n))
+            original = {"class": obj.findtext("name"), "box": _box(obj)}
+            if kind == MISSING:
+                tree.getroot().remove(obj)
+                records.append({"kind": kind, "annotation": str(copy_of[path]),
+                                "object_index": None, **original, "original": original})
+                continue
+            if kind == WRONG_CLASS:
+                obj.find("name").text = str(rng.choice([c for c in names
+                                                        if c != original["class"]]))
+            elif kind == BADLY_PLACED:
+                x1, y1, x2, y2 = original["box"]
+                dx = (x2 - x1) / 2 * rng.choice([-1, 1])
+                dy = (y2 - y1) / 2 * rng.choice([-1, 1])
+                shift_x = float(np.clip(dx, -x1, width - x2))
+                shift_y = float(np.clip(dy, -y1, height - y2))
+                _set_box(obj, [x1 + shift_x, y1 + shift_y, x2 + shift_x, y2 + shift_y])
+            if kind is not None:
+                records.append({"kind": kind, "annotation": str(copy_of[path]),
+                                "object_index": kept, "class": obj.findtext("name"),
+                                "box": _box(obj), "original": original})
+            kept += 1
+    records += _add_background_boxes(trees, copy_of, names, on_background, rng)
+    for path, tree in trees.items():
+        tree.write(copy_of[path])
+    (out / TRUTH_FILE).write_text(json.dumps(records, indent=1))
+    return records
+
+
+def _add_background_boxes(trees: Dict[Path, ET.ElementTree], copy_of: Dict[Path, Path],
+                          names: List[str], count: int, rng) -> List[dict]:
+    """`count` labels of a random class and the size of a random existing label, each in a
+    random image at a place that overlaps no label of that image."""
+    sizes = [(b[2] - b[0], b[3] - b[1]) for tree in trees.values()
+             for b in map(_box, tree.getroot().findall("object"))]
+    paths = list(trees)
+    records = []
+    while len(records) < count:
+        path = paths[rng.integers(len(paths))]
+        tree = trees[path]
+        width, height = _size(tree)
+        w, h = sizes[rng.integers(len(sizes))]
+        x1, y1 = rng.uniform(0, width - w), rng.uniform(0, height - h)
+        box = [x1, y1, x1 + w, y1 + h]
+        existing = np.array([_box(o) for o in tree.getroot().findall("object")]).reshape(-1, 4)
+        if len(existing) and iou_matrix([box], existing).max() > 0:
+            continue
+        template = tree.getroot().findall("object")[0]
+        obj = ET.fromstring(ET.tostring(template))
+        obj.find("name").text = str(rng.choice(names))
+        _set_box(obj, box)
+        if obj.find("difficult") is not None:
+            obj.find("difficult").text = "0"
+        index = len(tree.getroot().findall("object"))
+        tree.getroot().append(obj)
+        records.append({"kind": ON_NOTHING, "annotation": str(copy_of[path]),
+                        "object_index": index, "class": obj.findtext("name"), "box": _box(obj),
+                        "original": None})
+    return records
+
+
+def _finds(issue: dict, truth: dict) -> bool:
+    """Whether a finding points at an injected error (same file; the same object, or for a
+    removed box a suggested box at IoU >= `MATCH_IOU`)."""
+    if Path(issue["annotation"]).name != Path(truth["annotation"]).name:
+        return False
+    if truth["object_index"] is None:
+        return (issue["kind"] == MISSING and
+                iou_matrix([issue["suggestion"]["box"]], [truth["box"]])[0, 0] >= MATCH_IOU)
+    return issue["object_index"] == truth["object_index"]
+
+
+def _precision_recall(findings: List[dict], truths: List[dict]) -> dict:
+    found = [[t for t, truth in enumerate(truths) if _finds(issue, truth)]
+             for issue in findings]
+    hits = sum(bool(f) for f in found)
+    recalled = len({t for f in found for t in f})
+    return {"injected": len(truths), "top": len(findings),
+            "precision": hits / len(findings) if findings else float("nan"),
+            "recall": recalled / len(truths) if truths else float("nan")}
+
+
+def score(issues: dict, truths: List[dict]) -> Dict[str, dict]:
+    """Per kind and `overall`: precision and recall of the top N findings (N = injected)."""
+    result = {}
+    for kind in KINDS:
+        wanted = [t for t in truths if t["kind"] == kind]
+        of_kind = [i for i in issues["issues"] if i["kind"] == kind][:len(wanted)]
+        result[kind] = _precision_recall(of_kind, wanted)
+    result["overall"] = _precision_recall(issues["issues"][:len(truths)], truths)
+    return result
