@@ -5,12 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: train test test-fast benchmark clean
+.PHONY: train test test-fast benchmark docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,export,tune,pretrained]'
+	$(BIN)/python -m pip install --quiet -e '.[test,export,tune,pretrained,docs]'
 	touch $(STAMP)
 
 train: $(STAMP)
@@ -27,5 +27,9 @@ test-fast: $(STAMP)
 benchmark: $(STAMP)
 	$(BIN)/python scripts/benchmark.py suite --out outputs/benchmark/suite.json $(ARGS)
 
+# the docs/ pages as a site in site/; strict: a warning (a broken link, a missing page) fails
+docs: $(STAMP)
+	$(BIN)/python -m mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) outputs multirun .pytest_cache
+	rm -rf $(VENV) outputs multirun .pytest_cache site

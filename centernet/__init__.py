@@ -7,10 +7,10 @@ Importing it also sets `TF_CPU_ALLOCATOR_USE_BFC=true` (unless it is set already
 pooled CPU allocator, which keeps freed buffers for reuse instead of returning them to the
 system and taking fresh zeroed pages (page faults) for the next step's tensors. It takes
 effect when imported before TensorFlow allocates its first tensor, as every script here does.
-Measured side by side (README, "Benchmarks"): the ResNet-18 train step and target rendering
-run faster with it; `TF_CPU_ALLOCATOR_USE_BFC=false` in the environment turns it off, except
-where TensorFlow runs oneDNN (its default on CPUs with AVX-512 VNNI, BF16 or AMX): there its
-oneDNN CPU allocator pools anyway.
+Measured side by side (docs/results.md, "Time to a good detector"): the ResNet-18 train step
+and target rendering run faster with it; `TF_CPU_ALLOCATOR_USE_BFC=false` in the environment
+turns it off, except where TensorFlow runs oneDNN (its default on CPUs with AVX-512 VNNI, BF16
+or AMX): there its oneDNN CPU allocator pools anyway.
 """
 
 import os

@@ -182,7 +182,7 @@ class ModelConfig:
 
 @dataclass
 class TargetsConfig:
-    """Training-target rendering (DESIGN.md, Targets). `dense_wh` is the original
+    """Training-target rendering (docs/architecture.md, Targets). `dense_wh` is the original
     CenterNet's `--dense_wh`: every cell of an object's Gaussian window regresses its size,
     weighted by the heatmap, instead of the centre cell alone; `dense_reg` does the same for
     the offset to the object's centre, so a peak decoded one cell off still gives the right

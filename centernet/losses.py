@@ -1,8 +1,8 @@
 """CenterNet losses: the penalty-reduced focal loss on heatmaps and L1 on size and offset.
 
-Four focal-loss forms share one formula (DESIGN.md, Losses). Three differ only in how they get
-`-log p`, `-log(1 - p)`, `p` and `1 - p` from the logits, and divide the batch's sum by the
-batch's positives:
+Four focal-loss forms share one formula (docs/architecture.md, Losses). Three differ only in how
+they get `-log p`, `-log(1 - p)`, `p` and `1 - p` from the logits, and divide the batch's sum by
+the batch's positives:
 
 - `stable` (default): in logit space and float32 whatever the input dtype,
   `-log sigmoid(x) = softplus(-x)`, `-log(1 - sigmoid(x)) = softplus(x)`,

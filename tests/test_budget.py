@@ -177,7 +177,7 @@ def test_a_budgeted_run_ends_near_its_budget_at_the_schedules_end(tfds_dir, tmp_
     the start 43 s there, so a shorter budget leaves too few steps to refit): the plan is refitted once at the end of warm-up, the planned steps are trained,
     every rate after warm-up is the final plan's schedule, the last at the cosine's end value,
     and the run ends around its budget (a generous bound here: CI machines are busy; the
-    README gives the measured figure)."""
+    BCCD run in docs/results.md gives a measured figure)."""
     started = time.time()
     result = subprocess.run(_train_args(tfds_dir, tmp_path, "train.time_budget=2m",
                                         "train.evaluations=2", "schedule.warmup_steps=12"),

@@ -1,7 +1,7 @@
 """Independent tests of `centernet.evaluation.decode.decode` against a float64 NumPy reference.
 
-Reference (DESIGN.md, "Decoding"): p = sigmoid(logits); keep p where it equals its 3x3
-neighbourhood maximum (stride 1, borders compare only with cells inside the grid), else 0;
+Reference (docs/architecture.md, "Decoding"): p = sigmoid(logits); keep p where it equals its
+3x3 neighbourhood maximum (stride 1, borders compare only with cells inside the grid), else 0;
 top-k over all (y, x, c) of each image by score; box = (x + reg_x, y + reg_y) -/+ (w, h) / 2.
 Ties are never compared by order: only the sorted scores and the set of picks.
 """

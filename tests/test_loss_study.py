@@ -77,7 +77,7 @@ def test_nan_demo_naive_stops_with_the_reason_and_stable_trains(tfds_dir, tmp_pa
     """experiment=nan_demo: loss=naive exits 2 naming the step, the loss part, the logits past
     the float16 sigmoid's rounding points, the checkpoint kept from before (which loads and is
     finite) and, on the last line, why; loss=stable passes twice as many steps with finite
-    metrics (the full run is in the README's comparison)."""
+    metrics (the full run is in docs/losses.md, "Every form side by side")."""
     naive_dir = tmp_path / "naive"
     result = run_script("train.py", "experiment=nan_demo", "loss=naive",
                         f"dataset.data_dir={tfds_dir}", f"hydra.run.dir={naive_dir}")

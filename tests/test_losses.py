@@ -1,6 +1,6 @@
 """Independent tests of `centernet.losses` against float64 NumPy references.
 
-The references follow DESIGN.md ("Losses"): per element, positives (z == 1)
+The references follow docs/architecture.md ("Losses"): per element, positives (z == 1)
 `-log s(x) * (1 - s(x))^a`, others `-log(1 - s(x)) * s(x)^a * (1 - z)^b`, summed over the whole
 batch and divided by the batch's number of positives (the sum alone when there are none).
 """

@@ -1,8 +1,8 @@
 """Independent tests of `centernet.data.targets` against float64 NumPy references.
 
-The references below are written from the formulas in DESIGN.md ("Targets"), not from the
-implementation: `ref_radius` is the CornerNet radius as CenterNet ships it and `ref_render`
-draws the targets with an explicit (slow, obvious) Python loop in float64.
+The references below are written from the formulas in docs/architecture.md ("Targets"), not
+from the implementation: `ref_radius` is the CornerNet radius as CenterNet ships it and
+`ref_render` draws the targets with an explicit (slow, obvious) Python loop in float64.
 """
 
 import numpy as np
@@ -30,7 +30,8 @@ def renderer(request, monkeypatch):
 
 
 def ref_radius(h, w, m=0.7):
-    """CornerNet radius R = min(r1, r2, r3), float64, exactly the formulas of DESIGN.md."""
+    """CornerNet radius R = min(r1, r2, r3), float64, exactly the formulas of docs/architecture.md
+    ("Targets")."""
     h = np.asarray(h, np.float64)
     w = np.asarray(w, np.float64)
     b1 = h + w
@@ -202,7 +203,7 @@ SCENES = [
 
 
 def test_gaussian_radius_known_values():
-    """R matches values worked out by hand from DESIGN.md's formulas.
+    """R matches values worked out by hand from the formulas (docs/architecture.md, "Targets").
 
     h = w = 10, m = 0.7:  b3 = -2*0.7*20 = -28, c3 = -0.3*100 = -30,
         b3^2 - 16*m*c3 = 784 + 336 = 1120, r3 = (-28 + sqrt(1120)) / 2 = sqrt(280) - 14 = 2.7332...

@@ -1,7 +1,8 @@
 """Dataset sources: every dataset behind one interface that yields the common example format.
 
 A `Source` reads one split as records (image still encoded, so shuffle buffers and caches stay
-small) and `decode_record` turns a record into the common example format of DESIGN.md:
+small) and `decode_record` turns a record into the common example format (docs/architecture.md,
+The example format):
 
     image     uint8   [H, W, 3] RGB
     boxes     float32 [N, 4] x1, y1, x2, y2 in pixels of that image

@@ -6,8 +6,9 @@ one set of tensor ops for all objects of a whole batch of images (`render_target
 paid once per batch and the batch's heatmaps are written once, in place, not copied by
 `batch()`), no Python loop per object. `render_targets` and `render_ttf_targets` are the same
 code on a batch of one, and each image of a batch gets exactly the targets it gets alone. The
-maths is the original CenterNet's (DESIGN.md, Targets); box geometry is computed in float64 so
-that the integer centres and radii match a float64 reference exactly, the heatmap in float32.
+maths is the original CenterNet's (docs/architecture.md, Targets); box geometry is computed in
+float64 so that the integer centres and radii match a float64 reference exactly, the heatmap
+in float32.
 
 Two renderers give bit-identical targets (tests/test_native_targets.py): where a C++ compiler
 is at hand, `render_targets_batch` (without dense targets) runs as one native kernel,

@@ -1,7 +1,7 @@
 """`precision=auto` and `train.jit_compile=auto`: what is fastest on the machine a run starts on.
 
-The rules come from side-by-side measurements of the ResNet-18 train step (README, "Time to a
-good detector"):
+The rules come from side-by-side measurements of the ResNet-18 train step (docs/results.md,
+"Time to a good detector"):
 
 - bfloat16 only where the hardware computes in it natively: a CPU with AVX512-BF16 or AMX
   (measured 1.2-1.7x over float32 there) or an NVIDIA GPU of compute capability 8.0 or later.

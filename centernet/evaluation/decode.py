@@ -43,7 +43,7 @@ def _cell_best_peaks(scores: tf.Tensor, pooled: tf.Tensor, floor: float) -> tf.T
 
 
 # One pass over the heatmap instead of three (compare, select, reduce): about 4.5 ms against
-# 10 ms for a batch of 8 at 128 x 128 x 80 on a 2-core AVX2 EPYC (README, Benchmarks);
+# 10 ms for a batch of 8 at 128 x 128 x 80 on a 2-core AVX2 EPYC (docs/benchmarks.md, Decoding);
 # comparisons and maxima are exact, so the result is the same bit for bit.
 _fused_cell_best_peaks = tf.function(_cell_best_peaks, jit_compile=True)
 
@@ -129,10 +129,10 @@ def decode(heatmap_logits: tf.Tensor, wh: tf.Tensor, reg: tf.Tensor,
     """Detections from raw CenterNet outputs.
 
     The 3x3 peaks and the top K are found on the logits and only the K winners go through the
-    sigmoid: it is increasing, so peaks and order are those of the probabilities (DESIGN.md,
-    Decoding) without a sigmoid of every `[B, H, W, C]` value. (Two neighbouring logits so
-    close that their float32 probabilities are equal form a plateau only in probability
-    space; here the larger one wins.)
+    sigmoid: it is increasing, so peaks and order are those of the probabilities
+    (docs/architecture.md, Decoding) without a sigmoid of every `[B, H, W, C]` value. (Two
+    neighbouring logits so close that their float32 probabilities are equal form a plateau
+    only in probability space; here the larger one wins.)
 
     Args:
         heatmap_logits: `[B, H, W, C]` class logits.
@@ -177,9 +177,10 @@ def decay_cross_class_twins(boxes: tf.Tensor, scores: tf.Tensor, classes: tf.Ten
     comes out twice, once per class, with nearly the same box. Where objects of different
     classes seldom share a box, the lower twin is mostly a false positive; decaying it
     rather than dropping it keeps it for recall when the higher twin has the wrong class (a
-    class-agnostic NMS, which drops it, measured worse on the shapes data: README, "Time to
-    a good detector"). Each detection is compared with the original scores of those above
-    it (not the decayed ones), so the result does not depend on the order of equal scores.
+    class-agnostic NMS, which drops it, measured worse on the shapes data: docs/results.md,
+    "Time to a good detector"). Each detection is compared with the original scores of those
+    above it (not the decayed ones), so the result does not depend on the order of equal
+    scores.
 
     Args:
         boxes: `[B, K, 4]` xyxy; scores: `[B, K]`; classes: `[B, K]` int.

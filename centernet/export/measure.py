@@ -99,7 +99,7 @@ def export_figures(model, run: RunConfig, class_names: Sequence[str],
 
 
 def markdown(rows: Sequence[Dict[str, object]], command: str, machine: str) -> str:
-    """The rows as the README's table."""
+    """The rows as the table of docs/evaluation.md ("Deployment figures")."""
     lines = [f"`{command}` on {machine}:", "",
              "| format | precision | file MB | latency ms (1 image) | AP | AP50 |",
              "|---|---|---|---|---|---|"]

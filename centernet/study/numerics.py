@@ -2,12 +2,13 @@
 
 For one pixel with logit `x`: at a positive (`z = 1`) the loss is `-log(p) (1 - p)^2`, at a
 negative far from any object (`z = 0`) it is `-log(1 - p) p^2`, with `p = sigmoid(x)`
-(alpha 2, beta 4; DESIGN.md, Losses). `evaluate_form` computes loss and gradient with the
-project's own `focal_terms` and `tf.GradientTape` in a given dtype; `reference` computes both in
-float64 NumPy from the formulas (softplus and sigmoid written in their overflow-free forms), and
-`sweep` reports where each form first turns non-finite or exactly zero, and its largest
-relative error elsewhere (where the float64 value is a normal number of that dtype). A pixel's
-loss is both terms, the masked-out one included, as training computes it.
+(alpha 2, beta 4; docs/architecture.md, Losses). `evaluate_form` computes loss and gradient
+with the project's own `focal_terms` and `tf.GradientTape` in a given dtype; `reference`
+computes both in float64 NumPy from the formulas (softplus and sigmoid written in their
+overflow-free forms), and `sweep` reports where each form first turns non-finite or exactly
+zero, and its largest relative error elsewhere (where the float64 value is a normal number of
+that dtype). A pixel's loss is both terms, the masked-out one included, as training computes
+it.
 """
 
 from __future__ import annotations
