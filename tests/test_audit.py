@@ -65,22 +65,36 @@ def test_iou_and_the_probability_scale_by_hand():
 def test_each_kind_of_error_is_found_and_told_apart():
     """Image 0: a good label (detected), a cat the model calls a dog, a label on nothing, a
     label shifted by half its size from its detection, and a detected dog nobody labelled.
-    Image 1: two good labels."""
+    Image 1: two good labels. Image 2: a cat the model calls a dog below cleanlab's
+    confidence (so cleanlab sees a bad location, its own class's detection being elsewhere)."""
     index = _index(200, 300, [
         [(0, 10, 10, 60, 60), (0, 100, 10, 150, 60), (1, 200, 120, 240, 160),
          (1, 25, 130, 75, 180)],
-        [(0, 10, 10, 60, 60), (1, 100, 100, 160, 160)]])
+        [(0, 10, 10, 60, 60), (1, 100, 100, 160, 160)],
+        [(0, 10, 10, 60, 60)]])
     detections = {100: [_detection(100, 0, 11, 10, 60, 61, 0.8),
                         _detection(100, 1, 100, 11, 151, 60, 0.85),
                         _detection(100, 1, 0, 105, 50, 155, 0.8),
                         _detection(100, 1, 230, 20, 280, 70, 0.9),
                         _detection(100, 0, 200, 120, 240, 160, 0.02)],
                   101: [_detection(101, 0, 10, 10, 60, 61, 0.9),
-                        _detection(101, 1, 101, 100, 160, 160, 0.9)]}
+                        _detection(101, 1, 101, 100, 160, 160, 0.9)],
+                  102: [_detection(102, 1, 10, 10, 60, 62, 0.35),
+                        _detection(102, 0, 50, 50, 100, 100, 0.45)]}
     found = score_labels(index, detections, NAMES, confident_score=0.5)
-    by_kind = {issue["kind"]: issue for issue in found["issues"]}
+    (second_look,) = [issue for issue in found["issues"] if issue["image_id"] == 102]
+    assert found["objects"][-1]["swap"] == 1.0  # cleanlab: no confident other class ...
+    assert found["objects"][-1]["badloc"] <= 0.5  # ... but a bad location
+    assert second_look["kind"] == WRONG_CLASS and second_look["object_index"] == 1
+    assert second_look["suggestion"]["class"] == "dog"
+    assert second_look["suggestion"]["box"] == [10.0, 10.0, 60.0, 62.0]
+    assert [issue["rank"] for issue in found["issues"]] == [1, 2, 3, 4, 5]
+    scores = [issue["score"] for issue in found["issues"]]
+    assert scores == sorted(scores)
+    first = [issue for issue in found["issues"] if issue["image_id"] == 100]
+    by_kind = {issue["kind"]: issue for issue in first}
     assert sorted(by_kind) == sorted([MISSING, WRONG_CLASS, ON_NOTHING, BADLY_PLACED])
-    assert len(found["issues"]) == 4  # the good labels of both images are not findings
+    assert len(first) == 4  # and the good labels of images 0 and 1 are not findings
     assert by_kind[WRONG_CLASS]["object_index"] == 2  # index.object_index of the second label
     assert by_kind[WRONG_CLASS]["class"] == "cat"
     assert by_kind[WRONG_CLASS]["suggestion"]["action"] == "relabel"
@@ -93,17 +107,13 @@ def test_each_kind_of_error_is_found_and_told_apart():
     assert by_kind[MISSING]["object_index"] is None
     assert by_kind[MISSING]["suggestion"]["box"] == [230.0, 20.0, 280.0, 70.0]
     assert by_kind[MISSING]["suggestion"]["class"] == "dog"
-    for issue in found["issues"]:
-        assert issue["annotation"] == "/data/0.xml" and issue["image_id"] == 100
-    assert [issue["rank"] for issue in found["issues"]] == [1, 2, 3, 4]
-    scores = [issue["score"] for issue in found["issues"]]
-    assert scores == sorted(scores)
+    assert {issue["annotation"] for issue in first} == {"/data/0.xml"}
     quality = {image["image_id"]: image for image in found["images"]}
     assert quality[100]["label_quality"] < quality[101]["label_quality"]
     assert quality[100]["flagged"] and not quality[101]["flagged"]
-    assert found["images"][0]["image_id"] == 100  # worst first
+    assert found["images"][-1]["image_id"] == 101  # worst first
     assert [(o["object_index"], o["class"]) for o in found["objects"]] == [
-        (1, "cat"), (2, "cat"), (3, "dog"), (4, "dog"), (1, "cat"), (2, "dog")]
+        (1, "cat"), (2, "cat"), (3, "dog"), (4, "dog"), (1, "cat"), (2, "dog"), (1, "cat")]
 
 
 def _tiny_bccd(root: Path, train: int, val: int) -> Path:

@@ -30,6 +30,7 @@ CONFIDENT = 0.95  # cleanlab's HIGH_PROBABILITY_THRESHOLD: what it calls a confi
 LOW = 0.5  # cleanlab's LOW_PROBABILITY_THRESHOLD: detections below it are not evidence
 MAX_SCORE = 0.5  # a label or a detection is a finding when its kind's score is at most this
 NOTHING_IOU = 0.1  # a detection "covers" a label when their IoU is at least this
+SAME_OBJECT_IOU = 0.5  # a detection "fits" a label (is on the same object) from this IoU
 CROWD_IOU = 0.5  # detections on an ignore region (crowd, difficult) are not scored
 
 MISSING, WRONG_CLASS, BADLY_PLACED, ON_NOTHING = (
@@ -168,9 +169,15 @@ def score_labels(index: SplitIndex, detections: Dict[int, List[dict]],
 def _label_finding(overlaps: np.ndarray, given: int, swap: float, badloc: float,
                    pred_boxes: np.ndarray, pred_classes: np.ndarray, pred_probs: np.ndarray,
                    class_names: Sequence[str]) -> Optional[dict]:
-    """The likeliest error of one label (its IoU with each prediction `overlaps [M]`), or None:
-    a box on nothing when no detection of any class above `LOW` covers it, else the lower of
-    its swap and bad-location scores when at most `MAX_SCORE`."""
+    """The likeliest error of one label (its IoU with each prediction `overlaps [M]`), or None.
+
+    A box on nothing when no detection above `LOW` covers it (IoU >= `NOTHING_IOU`); else,
+    when the lower of cleanlab's swap and bad-location scores is at most `MAX_SCORE`, that
+    kind, except that a "badly placed" label which a detection of another class fits (IoU >=
+    `SAME_OBJECT_IOU`) and none of its own class does is a wrong class: cleanlab's swap score
+    only counts detections above its 0.95, so a less confident model's evidence of a wrong
+    class shows up as a bad location. The suggestion is the covering detection that fits the
+    label best among those of the suggested class."""
     covering = (overlaps >= NOTHING_IOU) & (pred_probs > LOW)
     if not covering.any():
         support = float(np.max(overlaps * pred_probs, initial=0.0))
@@ -178,18 +185,18 @@ def _label_finding(overlaps: np.ndarray, given: int, swap: float, badloc: float,
     kind, score = min(((WRONG_CLASS, swap), (BADLY_PLACED, badloc)), key=lambda pair: pair[1])
     if score > MAX_SCORE:
         return None
-    if kind == WRONG_CLASS:
-        candidates = covering & (pred_classes != given)
-        action = "relabel"
-    else:
-        candidates = covering & (pred_classes == given)
-        action = "move"
-    if not candidates.any():  # cleanlab's own overlap test differs from IoU >= NOTHING_IOU
+    same, other = covering & (pred_classes == given), covering & (pred_classes != given)
+    fits = lambda chosen: float(np.max(np.where(chosen, overlaps, 0.0)))  # noqa: E731
+    if kind == BADLY_PLACED and fits(other) >= SAME_OBJECT_IOU > fits(same):
+        kind = WRONG_CLASS
+    candidates = other if kind == WRONG_CLASS else same
+    if not candidates.any():  # cleanlab's similarity also weighs distance, not IoU alone
         candidates = covering
     best = int(np.argmax(np.where(candidates, overlaps, -1.0)))
     return {"kind": kind, "score": score,
-            "suggestion": _suggest(action, pred_boxes[best], pred_classes[best],
-                                   pred_probs[best], class_names)}
+            "suggestion": _suggest("relabel" if kind == WRONG_CLASS else "move",
+                                   pred_boxes[best], pred_classes[best], pred_probs[best],
+                                   class_names)}
 
 
 def _suggest(action: str, box: np.ndarray, class_id: int, probability: float,

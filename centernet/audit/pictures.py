@@ -2,8 +2,8 @@
 scales it) with the label as given and what the out-of-sample model suggests.
 
 Colours (RGB): the given label red (a box on nothing, a badly placed box) or orange (a wrong
-class); the model's suggestion green, dashed into the label's place when it moves a box; a
-missing box's suggestion magenta.
+class), its number in the annotation file and the kind of error above it; the model's
+suggestion green, its class and probability below it; a missing box's suggestion magenta.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def draw_issue(image: np.ndarray, issue: dict) -> np.ndarray:
              f"#{issue['object_index']} {issue['class']}: {issue['kind']}", 2)
     if "box" in suggestion:
         draw_box(canvas, _coco(suggestion["box"]), scale, SUGGESTED,
-                 f"model: {suggestion['class']} {suggestion['probability']:.2f}", 1)
+                 f"model: {suggestion['class']} {suggestion['probability']:.2f}", 1, below=True)
     return canvas
 
 

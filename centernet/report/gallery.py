@@ -21,15 +21,18 @@ LONGEST_SIDE = 640  # pictures are scaled so that their longer side has this man
 
 
 def draw_box(canvas: np.ndarray, bbox: Sequence[float], scale: float, color, label: str,
-             thickness: int) -> None:
+             thickness: int, below: bool = False) -> None:
     """Draw COCO box `bbox` (`[x, y, w, h]` in original-image pixels, times `scale` on
-    `canvas`) in `color` (RGB) with `label` on a filled tab above it."""
+    `canvas`) in `color` (RGB) with `label` on a filled tab above it (`below`: under it)."""
     x, y, w, h = (v * scale for v in bbox)
     top_left, bottom_right = (int(round(x)), int(round(y))), (int(round(x + w)),
                                                               int(round(y + h)))
     cv2.rectangle(canvas, top_left, bottom_right, color, thickness)
     (text_w, text_h), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)
-    top = max(top_left[1] - text_h - base, 0)
+    if below:
+        top = min(bottom_right[1], canvas.shape[0] - text_h - base)
+    else:
+        top = max(top_left[1] - text_h - base, 0)
     cv2.rectangle(canvas, (top_left[0], top), (top_left[0] + text_w, top + text_h + base), color,
                   -1)
     cv2.putText(canvas, label, (top_left[0], top + text_h), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
