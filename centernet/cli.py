@@ -1,9 +1,18 @@
-"""Shared behaviour of the command-line scripts: a quiet start, and user errors that become one
-clear line and a non-zero exit code instead of a traceback (anything else is a bug and keeps its
-traceback).
+"""Shared behaviour of the command-line entry points (`centernet.commands`, run as `centernet
+COMMAND` or `python scripts/COMMAND.py`): where their configs are, a quiet start, and user errors
+that become one clear line and a non-zero exit code instead of a traceback (anything else is a bug
+and keeps its traceback).
 
-Quiet start. Importing this module (every script does, before TensorFlow is imported) arranges
-that the first import of TensorFlow, Keras or TFDS prints nothing a user cannot act on:
+Configs. `config_dir()` is the Hydra config folder every command composes from: `configs/` at the
+repository's root in a source checkout (editable install or not), `centernet/configs` inside an
+installed wheel (pyproject.toml maps one onto the other at build time). `hydra_command(name)`
+makes a command's `main` from a function of the composed config, as `@hydra.main` does, so
+Hydra's own options (`--config-dir DIR` adds a user's config folder, `--cfg job`, `--help`, `-m`)
+work in every command.
+
+Quiet start. `configure_quiet_start(sys.argv)`, which each command's `main` calls first (before
+TensorFlow is imported; importing this module does nothing of the kind), arranges that the first
+import of TensorFlow, Keras or TFDS prints nothing a user cannot act on:
 
 * TensorFlow's native libraries log while they load, before its log level applies (absl's
   "WARNING: All log messages before absl::InitializeLog() ...", oneDNN and CUDA-driver notes),
@@ -13,9 +22,10 @@ that the first import of TensorFlow, Keras or TFDS prints nothing a user cannot 
   (all of them when the import fails, so nothing that explains a failure is lost).
 * `TF_CPP_MIN_LOG_LEVEL` is set to 2, so later native INFO and WARNING lines are hidden while
   ERROR and FATAL ones still show.
-* Python warnings raised while these libraries import are hidden.
+* Python warnings raised while these libraries import are hidden, and the `absl` and
+  `tensorflow` loggers show warnings and above only.
 
-`verbose=true` on the command line (removed from `sys.argv` here, before Hydra parses it) turns
+`verbose=true` on the command line (removed from `argv` there, before Hydra parses it) turns
 all of this off. A `TF_CPP_MIN_LOG_LEVEL` set by the user is kept and decides which native
 lines show, also those written while loading.
 """
@@ -28,10 +38,16 @@ import importlib.abc
 import logging
 import os
 import re
+import shlex
 import sys
 import tempfile
 import warnings
+from pathlib import Path
 from typing import Callable, Iterator, List, Sequence, TypeVar
+
+import hydra
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
 
 from centernet.errors import USER_ERRORS
 
@@ -53,16 +69,53 @@ SEVERITY = {"I": 0, "W": 1, "E": 2, "F": 3}
 _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("false", "no", "off", "0")
 
-VERBOSE = False  # set from the command line when this module is imported
+HYDRA_VERSION = "1.3"  # the `version_base` every command composes with
+
+
+def config_dir() -> Path:
+    """The folder of the commands' Hydra configs (`train.yaml`, `evaluate.yaml`, the groups):
+    the wheel's `centernet/configs`, else the source checkout's `configs/` beside the package."""
+    package = Path(__file__).resolve().parent
+    packaged = package / "configs"
+    return packaged if packaged.is_dir() else package.parent / "configs"
+
+
+def compose_config(name: str, overrides: Sequence[str] = ()) -> DictConfig:
+    """`<config_dir()>/<name>.yaml` composed with `overrides` as a command would compose it
+    (not validated: `centernet.config.validate` does that)."""
+    with initialize_config_dir(config_dir=str(config_dir()), version_base=HYDRA_VERSION):
+        return compose(name, overrides=list(overrides))
+
+
+def hydra_command(config_name: str) -> Callable[[Callable[[DictConfig], T]], Callable[[], None]]:
+    """Decorator: `@hydra_command("train") def main(cfg): ...` makes `main()` a command, as
+    `@hydra.main` would with the commands' configs: it starts quietly (reading `verbose=` off
+    `sys.argv`), then Hydra parses the rest of `sys.argv`, composes `<config_name>.yaml` and
+    calls the function (whose return value is what a sweeper optimises)."""
+
+    def decorate(task: Callable[[DictConfig], T]) -> Callable[[], None]:
+        def main() -> None:
+            configure_quiet_start(sys.argv)
+            hydra.main(version_base=HYDRA_VERSION, config_path=str(config_dir()),
+                       config_name=config_name)(task)()
+
+        return main
+
+    return decorate
+
+
+def command_line(argv: Sequence[str]) -> str:
+    """The command that started this process, to record beside what it wrote: `centernet
+    benchmark suite --quick` (`argv[0]` as `centernet.commands` sets it) or `python
+    scripts/benchmark.py suite --quick`."""
+    program = f"python {argv[0]}" if argv[0].endswith(".py") else argv[0]
+    return " ".join([program, *map(shlex.quote, argv[1:])])
 
 
 def run_command(command: Callable[[], T], exit_on_user_error: bool = True) -> T:
     """Run `command`; on a config, data, checkpoint or non-finite-loss error print
     `error: <message>` to stderr and exit with status 2 (or, without `exit_on_user_error`,
     raise it on after printing: a sweep's trial fails alone)."""
-    if not VERBOSE:
-        logging.getLogger("absl").setLevel(logging.WARNING)  # TFDS reports every dataset it opens
-        logging.getLogger("tensorflow").setLevel(logging.WARNING)  # "Assets written to: ..."
     try:
         return command()
     except USER_ERRORS as error:
@@ -222,8 +275,11 @@ def _native_level(value: str) -> int:
 
 def configure_quiet_start(argv: List[str]) -> bool:
     """Read `verbose=` from `argv` (removing it), set up the quiet start unless verbose, and
-    return whether verbose."""
+    return whether verbose. A command's `main` calls it first, before TensorFlow is imported."""
     verbose = pop_verbose(argv)
+    if not verbose:
+        logging.getLogger("absl").setLevel(logging.WARNING)  # TFDS reports every dataset it opens
+        logging.getLogger("tensorflow").setLevel(logging.WARNING)  # "Assets written to: ..."
     user_level = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
     if os.environ.get(QUIET_MARKER) == user_level:
         user_level = None  # set by this module in a parent process, not by the user
@@ -239,6 +295,3 @@ def configure_quiet_start(argv: List[str]) -> bool:
             isinstance(entry, QuietImportFinder) for entry in sys.meta_path):
         sys.meta_path.insert(0, finder)
     return verbose
-
-
-VERBOSE = configure_quiet_start(sys.argv)

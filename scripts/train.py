@@ -1,41 +1,7 @@
-"""Train CenterNet: `python scripts/train.py [group=option ...] [key=value ...]`.
+"""`python scripts/train.py [arguments]` is `centernet train [arguments]`:
+`centernet.commands.train`, whose docstring tells what it does and takes."""
 
-With no arguments it trains ResNet-18 CenterNet on the built-in `shapes` dataset; at the end
-it writes the report of its best validation evaluation (`RUN/report/<split>/index.html`). Run it again
-with the same `hydra.run.dir=DIR` to resume from DIR's latest checkpoint. Returns the run's
-best validation AP, what a sweeper maximises (`-m hparams_search=optuna`); in a sweep, a trial
-that fails on bad input fails alone instead of ending the sweep.
-"""
-
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
-from omegaconf import DictConfig
-
-from centernet.cli import run_command
-from centernet.config import validate
-
-
-@hydra.main(version_base="1.3", config_path="../configs", config_name="train")
-def main(cfg: DictConfig) -> float:
-    def train() -> dict:
-        run = validate(cfg)  # fails on bad values before TensorFlow is imported
-        from centernet.engine.training import train as train_run
-
-        run_dir = HydraConfig.get().runtime.output_dir
-        metrics = train_run(run, run_dir)
-        if metrics.get("best_AP") == metrics.get("best_AP"):  # it evaluated (the chief)
-            from centernet.report import write_run_report
-
-            index = write_run_report(run_dir)
-            if index is not None:
-                print(f"report: {index}")
-        return metrics
-
-    sweeping = HydraConfig.get().mode == RunMode.MULTIRUN
-    metrics = run_command(train, exit_on_user_error=not sweeping)
-    return metrics.get("best_AP", float("nan"))
-
+from centernet.commands.train import main
 
 if __name__ == "__main__":
     main()

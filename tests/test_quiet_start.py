@@ -1,6 +1,7 @@
 """The scripts start quietly: no TensorFlow native log lines, no TFDS "Downloading and
 preparing", no import-time Python warnings; `verbose=true` or a user's TF_CPP_MIN_LOG_LEVEL
-brings TensorFlow's own logging back; genuine errors still show."""
+brings TensorFlow's own logging back; genuine errors still show. The quiet start is the
+commands' `main` (`configure_quiet_start`): importing a module changes nothing."""
 
 from __future__ import annotations
 
@@ -93,9 +94,29 @@ def run_quietly(script: str, *args: str, env_extra: dict | None = None,
                           cwd=str(ROOT))
 
 
+QUIET_START = "import sys, centernet.cli; centernet.cli.configure_quiet_start(sys.argv); "
+
+
+def test_importing_the_package_and_its_commands_changes_nothing():
+    """No quiet start, no `verbose=` taken off the command line, no TensorFlow: that is each
+    command's `main`."""
+    code = ("import importlib, os, sys; sys.argv[1:] = ['verbose=true', 'a=1']; "
+            "import centernet.__main__, centernet.cli; from centernet.commands import COMMANDS; "
+            "[importlib.import_module('centernet.commands.' + m) for m, _ in COMMANDS.values()]; "
+            "print(sys.argv[1:], [type(f).__name__ for f in sys.meta_path "
+            "if type(f).__name__ == 'QuietImportFinder'], os.environ.get('TF_CPP_MIN_LOG_LEVEL'),"
+            " 'tensorflow' in sys.modules)")
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=env, timeout=120, cwd=str(ROOT))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['verbose=true', 'a=1'] [] None False"
+
+
 def test_environment_is_set_before_tensorflow_loads():
     code = ("import os, sys; sys.argv[1:] = {argv!r}; import centernet.cli as cli; "
-            "print(cli.VERBOSE, sys.argv[1:], os.environ.get('TF_CPP_MIN_LOG_LEVEL'))")
+            "verbose = cli.configure_quiet_start(sys.argv); "
+            "print(verbose, sys.argv[1:], os.environ.get('TF_CPP_MIN_LOG_LEVEL'))")
 
     def start(argv, **env_extra):
         env = {key: value for key, value in os.environ.items()
@@ -116,12 +137,12 @@ def test_a_child_of_a_quiet_process_starts_quietly_too():
     a child inherits; the child must not take that for the user's own level (which would skip
     the quiet import and let `cuInit` and the loading lines through)."""
     parent = subprocess.run(
-        [sys.executable, "-c", "import os, centernet.cli; print(os.environ['TF_CPP_MIN_LOG_LEVEL'],"
+        [sys.executable, "-c", QUIET_START + "import os; print(os.environ['TF_CPP_MIN_LOG_LEVEL'],"
          " os.environ['CENTERNET_QUIET_LOG_LEVEL'])"], capture_output=True, text=True,
         env={k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}, timeout=120,
         cwd=str(ROOT))
     level, marker = parent.stdout.split()
-    code = "import centernet.cli, tensorflow as tf; tf.config.list_physical_devices('GPU')"
+    code = QUIET_START + "import tensorflow as tf; tf.config.list_physical_devices('GPU')"
     child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": level,
                                 "CENTERNET_QUIET_LOG_LEVEL": marker},
@@ -156,8 +177,7 @@ def test_train_and_evaluate_start_quietly(tmp_path):
 
 @pytest.mark.slow
 def test_a_bug_still_shows_its_traceback():
-    code = ("import centernet.cli, tensorflow as tf; tf.zeros(1); "
-            "raise RuntimeError('a genuine bug')")
+    code = QUIET_START + "import tensorflow as tf; tf.zeros(1); raise RuntimeError('a genuine bug')"
     env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env=env, timeout=300, cwd=str(ROOT))

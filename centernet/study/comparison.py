@@ -1,6 +1,6 @@
-"""`scripts/compare_losses.py`: train every focal-loss form on one experiment and compare.
+"""`centernet compare-losses`: train every focal-loss form on one experiment and compare.
 
-Each variant is a separate `scripts/train.py` process (a fresh Keras policy and seed each, and
+Each variant is a separate `centernet train` process (a fresh Keras policy and seed each, and
 a real exit status: a run the non-finite guard stops exits 2), in `<out>/runs/<name>`. The
 table (`comparison.md`) and the figure (`comparison.png`) are read from each run's
 `metrics.jsonl` afterwards, so a comparison can be re-summarised without training again.
@@ -9,20 +9,17 @@ table (`comparison.md`) and the figure (`comparison.png`) are read from each run
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from centernet.engine.run_log import read_metrics
+from centernet.study.train_process import train_in_process
 
 LOSSES = ("stable", "per_image", "clamped", "naive")
 PRECISION_LOSSES = ("stable", "naive")  # the forms also run at the other precisions
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 SHORT = {"float32": "fp32", "mixed_bfloat16": "bf16", "mixed_float16": "fp16"}
-TRAIN_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "train.py"
 
 
 @dataclass
@@ -87,16 +84,12 @@ def variants(base_precision: str, losses: Sequence[str] = LOSSES,
 def run_variant(variant: Variant, overrides: Sequence[str], out_dir: Path) -> Row:
     """Train one variant in `out_dir/runs/<name>` (resuming what is there) and summarise it."""
     run_dir = out_dir / "runs" / variant.name
-    command = [sys.executable, str(TRAIN_SCRIPT), *overrides, *variant.overrides(),
-               f"hydra.run.dir={run_dir}", "train.progress_bar=false"]
-    print(f"== {variant.name}: {' '.join(command[1:])}", flush=True)
-    start = time.perf_counter()
-    finished = subprocess.run(command, check=False)
-    wall = time.perf_counter() - start
-    if finished.returncode not in (0, 2):
-        raise RuntimeError(f"{variant.name}: scripts/train.py exited {finished.returncode}; "
-                           f"its output is above, its run directory {run_dir}")
-    return summarize(variant, run_dir, finished.returncode, wall)
+    status, wall = train_in_process(variant.name, [
+        *overrides, *variant.overrides(), f"hydra.run.dir={run_dir}", "train.progress_bar=false"])
+    if status not in (0, 2):
+        raise RuntimeError(f"{variant.name}: centernet train exited {status}; its output is "
+                           f"above, its run directory {run_dir}")
+    return summarize(variant, run_dir, status, wall)
 
 
 def _finite(value) -> bool:

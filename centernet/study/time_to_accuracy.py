@@ -1,7 +1,7 @@
-"""`python scripts/benchmark.py time-to-accuracy`: train recipes on the same data and compare
+"""`centernet benchmark time-to-accuracy`: train recipes on the same data and compare
 how fast each reaches its accuracy, in wall-clock seconds and in images seen.
 
-Each recipe is a separate `scripts/train.py` process (`recipe=<name>` plus the shared
+Each recipe is a separate `centernet train` process (`recipe=<name>` plus the shared
 overrides) in `<out>/runs/<name>`; its evaluations (`metrics.jsonl`) carry `train_seconds`
 (training wall-clock time, input pipeline and compilation included, evaluation excluded) and
 `images_seen`. The table (`time_to_accuracy.md`, and `.json`) and the figure
@@ -12,18 +12,15 @@ files afterwards, so existing runs can be reported again without training (`--ru
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 from centernet.engine.run_log import read_metrics
+from centernet.study.train_process import train_in_process
 
 RECIPES = ("centernet", "ttfnet")
 THRESHOLDS = (("AP50", 0.5), ("AP50", 0.9), ("AP50", 0.95), ("AP", 0.5), ("AP", 0.7))
-TRAIN_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "train.py"
 
 
 @dataclass
@@ -89,15 +86,11 @@ def train_recipe(recipe: str, overrides: Sequence[str], out_dir: Path) -> Curve:
         RuntimeError: when the training process fails (its output is above).
     """
     run_dir = out_dir / "runs" / recipe
-    command = [sys.executable, str(TRAIN_SCRIPT), f"recipe={recipe}", *overrides,
-               f"hydra.run.dir={run_dir}", "train.progress_bar=false"]
-    print(f"== {recipe}: {' '.join(command[1:])}", flush=True)
-    start = time.perf_counter()
-    finished = subprocess.run(command, check=False)
-    wall = time.perf_counter() - start
-    if finished.returncode != 0:
-        raise RuntimeError(f"recipe {recipe}: scripts/train.py exited {finished.returncode}; "
-                           f"its output is above, its run directory {run_dir}")
+    status, wall = train_in_process(recipe, [
+        f"recipe={recipe}", *overrides, f"hydra.run.dir={run_dir}", "train.progress_bar=false"])
+    if status != 0:
+        raise RuntimeError(f"recipe {recipe}: centernet train exited {status}; its output is "
+                           f"above, its run directory {run_dir}")
     return read_curve(recipe, run_dir, wall)
 
 
@@ -123,7 +116,7 @@ def markdown(curves: Sequence[Curve], command: str, machine: str) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "train s: training wall-clock seconds (input pipeline, compilation and "
               "checkpoints included, evaluation excluded). process s: the whole "
-              "`scripts/train.py` process, evaluations and start-up included. AP, AP50: COCO, "
+              "`centernet train` process, evaluations and start-up included. AP, AP50: COCO, "
               "validation split, last evaluation. \"to X\": the first evaluation at or above "
               "X (evaluations every `train.eval_every` steps).", ""]
     return "\n".join(lines)

@@ -1,0 +1,238 @@
+"""Print performance figures: `centernet benchmark WHAT [options]` (or `python
+scripts/benchmark.py ...`).
+
+  pipeline      training input pipeline images/s (no model)       [hydra-style overrides]
+  targets       render_targets ms per image at --objects N
+  train-step    model train-step images/s (--model, --input-size, --batch-size, --classes,
+                --precision, --jit)
+  decode        decode ms for a batch (--batch-size, --output-size, --classes, --k)
+  focal         focal-loss forward+backward ms per form, 16 x 128 x 128 x 80 (--jit)
+  evaluate      validation-split evaluation seconds                 [hydra-style overrides]
+  coco-index    seconds to index a synthetic COCO file of --images images (default 100000)
+  profile       where a train step's time goes: TensorFlow's profiler over a few steps,
+                op time by kind (convolutions, BatchNorm, casts, optimizer, loss, ...), a
+                Markdown table (the train-step options; --out FILE.json)
+  suite         every figure above in one process, as a table and as JSON (--out FILE.json;
+                the train-step options; overrides for the pipeline and evaluation data;
+                --quick: a few repeats each, to check that everything runs)
+  time-to-accuracy
+                train each of --recipes (default: centernet ttfnet) with the same overrides,
+                one `centernet train` process each, and write a table and
+                time_to_accuracy.png of AP50 and AP against seconds and images seen into
+                --out (a new directory, default outputs/time_to_accuracy: it refuses one
+                that already holds its runs rather than resume them). --runs NAME=DIR ...
+                reports existing run directories instead of training.
+  export        for a trained run (run_dir=DIR [checkpoint=PATH] [key=value ...]): each
+                format and precision's file size, single-image latency (median of --repeats
+                after warm-up, 2 threads) and AP / AP50 on its validation split through that
+                file; a table, and JSON with --out FILE.json
+
+Hydra-style overrides compose `configs/train.yaml`, e.g.
+`centernet benchmark pipeline model.input_size=512 train.batch_size=8`; `verbose=true` shows
+TensorFlow's start-up lines (`centernet.cli`).
+"""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from centernet.cli import command_line, compose_config, configure_quiet_start, run_command
+
+
+def composed(overrides):
+    from centernet.config import validate
+
+    return validate(compose_config("train", overrides))
+
+
+SUITE_ROWS = [  # (key, what, unit); a figure the machine cannot give (bfloat16 without
+    # native units) is null in the JSON and "n/a" in the table
+    ("matmul_fp32_gflops", "tf.matmul 2048x2048, float32 (the float32 peak)", "GFLOP/s"),
+    ("matmul_bf16_gflops", "tf.matmul 2048x2048, bfloat16 (the bfloat16 peak)", "GFLOP/s"),
+    ("train_img_per_s", "train step", "images/s"),
+    ("train_gflops_per_s", "train step, counted FLOPs (forward x 3)", "GFLOP/s"),
+    ("train_share_of_peak", "train step's share of its precision's matmul peak", "ratio"),
+    ("train_bf16_img_per_s", "train step, mixed_bfloat16", "images/s"),
+    ("train_bf16_share_of_peak", "train step, mixed_bfloat16, share of bf16 peak", "ratio"),
+    ("pipeline_img_per_s", "input pipeline (augment, targets, batch)", "images/s"),
+    ("targets_ms_10", "targets, 128x128x80, 10 objects", "ms/image"),
+    ("targets_ms_100", "targets, 128x128x80, 100 objects", "ms/image"),
+    ("decode_ms_b8", "decode, batch 8, 128x128x80, K=100", "ms/batch"),
+    ("focal_stable_ms", "focal loss stable, fwd+bwd, 16x128x128x80", "ms"),
+    ("focal_naive_ms", "focal loss naive, fwd+bwd, 16x128x128x80", "ms"),
+    ("eval_s", "evaluation of the validation split", "s"),
+    ("peak_rss_mb", "peak resident memory", "MiB"),
+]
+
+
+def run_suite(args) -> None:
+    """`suite`: every figure, printed as a table and written to `--out`."""
+    from centernet import benchmark
+
+    cfg = composed(list(args.overrides) + [f"model.input_size={args.input_size}",
+                                           f"train.batch_size={args.batch_size}"])
+    figures = benchmark.suite(cfg, args.model, args.input_size, args.batch_size, args.classes,
+                              args.precision, args.jit,
+                              progress=lambda stage: print(f"... {stage}", file=sys.stderr),
+                              quick=args.quick)
+    config = figures["config"]
+    print(f"{machine_line(figures['machine'])}; {config['model']} {config['input_size']} px, batch "
+          f"{config['batch_size']}, {config['classes']} classes, {config['precision']}"
+          f"{', XLA' if config['jit_compile'] else ''}")
+    width = max(len(what) for _, what, _ in SUITE_ROWS)
+    for key, what, unit in SUITE_ROWS:
+        figure = "n/a" if figures[key] is None else f"{figures[key]:.4g}"
+        print(f"{what:<{width}}  {figure:>10}  {unit}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(figures, indent=2) + "\n")
+        print(f"wrote {args.out}")
+
+
+def run_profile(args) -> None:
+    """`profile`: the train step's op time by kind, as a Markdown table."""
+    from centernet.config import ModelConfig
+    from centernet.study.step_profile import markdown, profile_train_step
+
+    profile = profile_train_step(ModelConfig(name=args.model, input_size=args.input_size),
+                                 args.batch_size, args.classes, args.precision)
+    print(f"{machine_line()}; {args.model} {args.input_size} px, batch {args.batch_size}, "
+          f"{args.classes} classes")
+    print(markdown(profile))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(profile, indent=2) + "\n")
+        print(f"wrote {args.out}")
+
+
+def machine_line(machine=None) -> str:
+    """The CPU, its cores and speed-deciding flags, and TensorFlow, on one line (`machine`:
+    a `benchmark.machine()` dict, default this one)."""
+    from centernet import benchmark
+
+    machine = machine or benchmark.machine()
+    flags = ", ".join(flag for flag, present in machine["flags"].items() if present) or "none"
+    return (f"{machine['cpu']}, {machine['cores']} cores ({flags}), TensorFlow "
+            f"{machine['tensorflow']}")
+
+
+def run_time_to_accuracy(args) -> None:
+    """`time-to-accuracy`: train (or read) the recipes' runs, write the report."""
+    from centernet.study import time_to_accuracy as tta
+
+    out = args.out or Path("outputs/time_to_accuracy")
+    if args.runs:
+        named = [entry.split("=", 1) for entry in args.runs]
+        bad = [entry for entry, parts in zip(args.runs, named) if len(parts) != 2]
+        if bad:
+            raise SystemExit(f"error: --runs takes NAME=DIR entries, got {bad[0]!r}")
+        curves = [tta.read_curve(name, Path(directory)) for name, directory in named]
+    else:
+        try:
+            tta.check_runs_are_new(args.recipes, out)
+        except FileExistsError as error:
+            raise SystemExit(f"error: {error}") from None
+        curves = [tta.train_recipe(recipe, args.overrides, out) for recipe in args.recipes]
+    command = command_line(sys.argv)
+    for path in tta.write_report(curves, out, command, machine_line()):
+        print(f"wrote {path}")
+    print(tta.markdown(curves, command, machine_line()))
+
+
+def run_export(args) -> None:
+    """`export`: deployment figures of a trained run."""
+    from centernet.config import SCRIPT_KEYS
+    from centernet.engine.runs import load_model, load_run_config, locate, run_classes
+    from centernet.export.measure import export_figures, markdown
+
+    own = dict(o.split("=", 1) for o in args.overrides if o.split("=", 1)[0] in SCRIPT_KEYS)
+    overrides = [o for o in args.overrides if o.split("=", 1)[0] not in SCRIPT_KEYS]
+    run_dir, checkpoint = locate(own.get("run_dir"), own.get("checkpoint"))
+    run = load_run_config(run_dir, compose_config("export", overrides), overrides, SCRIPT_KEYS)
+    classes = run_classes(run_dir, run)
+    model = load_model(run, checkpoint, len(classes.names), policy="float32")
+    rows = export_figures(model, run, classes.names, classes.category_ids, str(checkpoint),
+                          args.repeats,
+                          progress=lambda stage: print(f"... {stage}", file=sys.stderr))
+    command = command_line(sys.argv)
+    print(markdown(rows, command, machine_line()))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"command": command, "machine": machine_line(),
+                                        "checkpoint": str(checkpoint), "rows": rows},
+                                       indent=2) + "\n")
+        print(f"wrote {args.out}")
+
+
+def main() -> None:
+    """`centernet benchmark`: parse `sys.argv` and print the figures asked for."""
+    configure_quiet_start(sys.argv)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["pipeline", "targets", "train-step", "decode",
+                                         "focal", "evaluate", "coco-index", "profile",
+                                         "suite",
+                                         "time-to-accuracy", "export"])
+    parser.add_argument("overrides", nargs="*", help="key=value config overrides")
+    parser.add_argument("--objects", type=int, nargs="+", default=[10, 100])
+    parser.add_argument("--model", default="resnet18")
+    parser.add_argument("--input-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--classes", type=int, default=20)
+    parser.add_argument("--precision", default="float32")
+    parser.add_argument("--jit", action="store_true")
+    parser.add_argument("--output-size", type=int, default=128)
+    parser.add_argument("--k", type=int, default=100)
+    parser.add_argument("--images", type=int, default=100_000)
+    parser.add_argument("--out", type=Path, help="suite, profile, export: write the figures to this "
+                        "JSON file; time-to-accuracy: the report's directory")
+    parser.add_argument("--quick", action="store_true",
+                        help="suite: a few repeats per figure (checks that all runs; not "
+                        "figures to quote)")
+    parser.add_argument("--repeats", type=int, default=50,
+                        help="export: timed single-image detections per format")
+    parser.add_argument("--recipes", nargs="+", default=["centernet", "ttfnet"],
+                        help="time-to-accuracy: the recipes to train")
+    parser.add_argument("--runs", nargs="+", metavar="NAME=DIR",
+                        help="time-to-accuracy: report these run directories, no training")
+    args = parser.parse_intermixed_args()  # overrides may come before or after options
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from centernet import benchmark
+    from centernet.config import ModelConfig
+
+    if args.what == "suite":
+        run_suite(args)
+        return
+    if args.what == "profile":
+        run_profile(args)
+        return
+    if args.what == "time-to-accuracy":
+        run_time_to_accuracy(args)
+        return
+    if args.what == "export":
+        run_command(lambda: run_export(args))
+        return
+    if args.what == "pipeline":
+        results = [benchmark.pipeline_throughput(composed(args.overrides))]
+    elif args.what == "targets":
+        results = [benchmark.render_targets_cost(n) for n in args.objects]
+    elif args.what == "train-step":
+        model = ModelConfig(name=args.model, input_size=args.input_size)
+        results = [benchmark.train_step_throughput(model, args.batch_size, args.classes,
+                                                   args.precision, args.jit)]
+    elif args.what == "decode":
+        results = [benchmark.decode_cost(args.batch_size, args.output_size, args.classes,
+                                         args.k)]
+    elif args.what == "focal":
+        results = [benchmark.focal_loss_cost(jit_compile=args.jit)]
+    elif args.what == "coco-index":
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as directory:
+            results = [benchmark.coco_index_cost(args.images, directory)]
+    else:
+        results = [benchmark.evaluation_cost(composed(args.overrides))]
+    for result in results:
+        print(json.dumps({"benchmark": args.what, **result}))
