@@ -1,38 +1,7 @@
-"""Audit a run's training labels: `python scripts/audit_labels.py run_dir=DIR [audit.folds=K]`.
+"""`python scripts/audit_labels.py [arguments]` is `centernet audit-labels [arguments]`:
+`centernet.commands.audit_labels`, whose docstring tells what it does and takes."""
 
-Trains `audit.folds` short runs of DIR's own configuration (each on the other folds, for
-`audit.time_budget / audit.folds`), predicts each held-out fold, scores every label and image
-with cleanlab's object-detection module and writes DIR/audit/label_issues.json (findings
-ranked, most likely an error first) and DIR/audit/pictures/ (the top findings drawn). The
-dataset folder is only read. Run it again to resume an interrupted audit.
-"""
-
-from pathlib import Path
-
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
-
-from centernet.cli import run_command
-from centernet.config import SCRIPT_KEYS, AuditSettings
-from centernet.engine.runs import load_run_config
-from centernet.errors import CheckpointError
-
-
-@hydra.main(version_base="1.3", config_path="../configs", config_name="audit_labels")
-def main(cfg: DictConfig) -> None:
-    def audit() -> None:
-        if not cfg.run_dir:
-            raise CheckpointError("pass run_dir=DIR (a training run)")
-        run_dir = Path(cfg.run_dir)
-        run = load_run_config(run_dir, cfg, HydraConfig.get().overrides.task, SCRIPT_KEYS)
-        settings = AuditSettings(**OmegaConf.to_container(cfg.audit))
-        from centernet.audit import audit_run
-
-        print(f"wrote {audit_run(run, run_dir, settings)}")
-
-    run_command(audit)
-
+from centernet.commands.audit_labels import main
 
 if __name__ == "__main__":
     main()

@@ -1,52 +1,7 @@
-"""Measure the label audit on known errors (`centernet/study/label_noise.py`).
+"""`python scripts/label_noise.py [arguments]` is `centernet label-noise [arguments]`:
+`centernet.commands.label_noise`, whose docstring tells what it does and takes."""
 
-    python scripts/label_noise.py inject ROOT OUT [--split train] [--fraction 0.05]
-    python scripts/label_noise.py score RUN_DIR/audit/label_issues.json OUT/injected.json
-
-`inject` copies the Pascal VOC folder ROOT to OUT with errors injected into its training
-split (a fixed seed) and lists them in OUT/injected.json; train and audit a run on OUT (or
-audit an existing run with `dataset.root=OUT`); `score` prints, per kind of error, the
-precision and recall of the audit's top N findings of that kind (N = the number injected).
-"""
-
-import argparse
-import json
-from pathlib import Path
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    inject = commands.add_parser("inject", help="write a copy with known label errors")
-    inject.add_argument("root", type=Path)
-    inject.add_argument("out", type=Path)
-    inject.add_argument("--split", default="train")
-    inject.add_argument("--fraction", type=float, default=0.05,
-                        help="share of objects removed, relabelled and shifted (each)")
-    inject.add_argument("--on-background", type=int, default=10,
-                        help="labels added where there is no object")
-    inject.add_argument("--seed", type=int, default=0)
-    score = commands.add_parser("score", help="the audit's findings against the injected")
-    score.add_argument("issues", type=Path)
-    score.add_argument("injected", type=Path)
-    args = parser.parse_args()
-
-    from centernet.study import label_noise
-
-    if args.command == "inject":
-        records = label_noise.inject(args.root, args.out, args.split, args.fraction,
-                                     args.on_background, args.seed)
-        counts = {kind: sum(r["kind"] == kind for r in records)
-                  for kind in label_noise.KINDS}
-        print(f"wrote {args.out} with {counts} injected into split {args.split!r}; "
-              f"the list: {args.out / label_noise.TRUTH_FILE}")
-        return
-    result = label_noise.score(json.loads(args.issues.read_text()),
-                               json.loads(args.injected.read_text()))
-    print("| kind | injected | precision (top N) | recall (top N) |\n|---|---|---|---|")
-    for kind, row in result.items():
-        print(f"| {kind} | {row['injected']} | {row['precision']:.2f} | {row['recall']:.2f} |")
-
+from centernet.commands.label_noise import main
 
 if __name__ == "__main__":
     main()

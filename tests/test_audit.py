@@ -2,9 +2,9 @@
 (`centernet/study/label_noise.py`).
 
 Hand-made images whose every label's error is known check that each kind is found and told
-apart with the right suggestion; a tiny copy of BCCD is audited end to end with two folds
-(real processes: `scripts/train.py`, then `scripts/audit_labels.py`) and the file's contents
-are checked against the XML files themselves; the injection of known errors is checked
+apart with the right suggestion; a tiny copy of BCCD is audited end to end with two folds (a
+real process: `scripts/audit_labels.py`, on a run directory as training leaves it) and the
+file's contents are checked against the XML files themselves; the injection of known errors is checked
 against the XML it rewrites, and its scoring against precision and recall counted by hand.
 """
 
