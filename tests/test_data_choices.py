@@ -14,8 +14,10 @@ from centernet.data.annotations import SplitIndex
 from centernet.data.statistics import DataProfile, profile_split
 from centernet.engine.data_choices import (apply_choices, choose_batch_size, choose_input_size,
                                            choose_max_scale, choose_settings)
-from centernet.engine.hardware import Machine
+from centernet.engine.hardware import Machine, choose_precision, this_machine
+from centernet.engine import data_choices
 from centernet.engine.training import train
+from centernet.errors import ConfigError
 from conftest import compose_config
 from folders import RED, write_image, write_voc, voc_object
 
@@ -108,19 +110,23 @@ def test_only_open_settings_are_chosen_and_explicit_ones_kept():
     folder = validate(compose_config(["dataset=voc_xml", "dataset.root=/data"]))
     chosen = {c.key: c.value for c in choose_settings(folder, _profile(30), CPU)}
     assert chosen == {"model.input_size": 352, "train.batch_size": 16,
-                      "augment.max_scale": 1.4, "train.time_budget": "60m"}
+                      "augment.max_scale": 1.4, "train.time_budget": "60m",
+                      "precision.policy": "float32", "train.jit_compile": "true"}
     assert {c.key: c.value for c in choose_settings(folder, _profile(30), GPU)} == {
         "model.input_size": 352, "train.batch_size": 32, "augment.max_scale": 1.4,
-        "train.time_budget": None, "train.epochs": 100}
+        "train.time_budget": None, "train.epochs": 100, "precision.policy": "mixed_bfloat16",
+        "train.jit_compile": "true"}
     explicit = validate(compose_config(["dataset=voc_xml", "dataset.root=/data",
-                                        "model.input_size=192", "train.max_steps=500"]))
+                                        "model.input_size=192", "train.max_steps=500",
+                                        "precision=float32", "train.jit_compile=false"]))
     chosen = {c.key: c.value for c in choose_settings(explicit, _profile(30), CPU)}
     assert chosen == {"train.batch_size": 16, "augment.max_scale": 1.12}
     resolved = apply_choices(explicit, choose_settings(explicit, _profile(30), CPU))
     assert (resolved.model.input_size, resolved.train.batch_size, resolved.train.max_steps) == (
         192, 16, 500)
-    shapes = validate(compose_config([]))
-    assert choose_settings(shapes, None, CPU) == []  # the preset's settings keep their meaning
+    shapes = validate(compose_config([]))  # the preset's settings keep their meaning
+    assert [c.key for c in choose_settings(shapes, None, CPU)] == [
+        "precision.policy", "train.jit_compile"]
 
 
 def _voc_folder(root, images_per_split=16):
@@ -152,7 +158,8 @@ def test_a_folder_run_prints_records_and_keeps_its_choices(tmp_path, capsys):
     assert "train.batch_size=2" in printed and "peak 0.00025 at batch 2" in printed
     plan = json.loads((run_dir / "plan.json").read_text())
     assert {c["key"]: c["value"] for c in plan["choices"]} == {
-        "model.input_size": 128, "train.batch_size": 2, "augment.max_scale": 1.4}
+        "model.input_size": 128, "train.batch_size": 2, "augment.max_scale": 1.4,
+        "precision.policy": choose_precision(this_machine())[0]}
     saved = (run_dir / ".hydra" / "config.yaml").read_text()
     assert "input_size: 128" in saved and "batch_size: 2" in saved
 
@@ -164,6 +171,48 @@ def test_a_folder_run_prints_records_and_keeps_its_choices(tmp_path, capsys):
     plan = json.loads((run_dir / "plan.json").read_text())
     assert {c["key"]: c["value"] for c in plan["choices"]}["train.batch_size"] == 2
     assert "batch_size: 2" in (run_dir / ".hydra" / "config.yaml").read_text()
+
+
+AVX2_ONLY = Machine(frozenset({"avx2", "avx512f"}))
+AMX = Machine(frozenset({"avx2", "avx512f", "avx512_bf16", "amx_bf16"}))
+
+
+@pytest.mark.slow
+def test_a_resumed_run_keeps_the_precision_it_recorded(tmp_path, monkeypatch, capsys):
+    """precision=auto resolved on one kind of CPU is recorded; resumed where auto would pick
+    otherwise, the run keeps it (float32 begun without bfloat16 units stays float32 on AMX),
+    and a bfloat16 run resumed where bfloat16 is missing stops naming the key and the two
+    overrides, one of which then resumes it (the machine's features are faked)."""
+    root = tmp_path / "voc"
+    _voc_folder(root)
+    base = ["dataset=voc_xml", f"dataset.root={root}", *TINY]
+
+    def run(machine: Machine, run_dir, steps: int, *extra: str) -> dict:
+        monkeypatch.setattr(data_choices, "this_machine", lambda: machine)
+        overrides = [o for o in base if not o.startswith("train.max_steps")]
+        return train(compose_config([*overrides, f"train.max_steps={steps}", *extra]), run_dir)
+
+    def recorded(run_dir) -> str:
+        plan = json.loads((run_dir / "plan.json").read_text())
+        return {c["key"]: c["value"] for c in plan["choices"]}["precision.policy"]
+
+    kept = tmp_path / "float32_run"
+    run(AVX2_ONLY, kept, 2)
+    assert recorded(kept) == "float32"
+    assert run(AMX, kept, 4)["step"] == 4  # where auto would now pick bfloat16
+    assert recorded(kept) == "float32"
+    assert "policy: float32" in (kept / ".hydra" / "config.yaml").read_text()
+    assert "precision.policy=float32: the CPU has no bfloat16 units" in capsys.readouterr().err
+
+    stopped = tmp_path / "bfloat16_run"
+    run(AMX, stopped, 2)
+    assert recorded(stopped) == "mixed_bfloat16"
+    with pytest.raises(ConfigError) as error:
+        run(AVX2_ONLY, stopped, 4)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith("precision.policy:")
+    assert "precision=float32" in message and "precision=mixed_bfloat16" in message
+    assert run(AVX2_ONLY, stopped, 4, "precision=float32")["step"] == 4
 
 
 def test_experiment_bccd_is_the_one_folder_command_on_an_honest_protocol():

@@ -13,7 +13,8 @@ import tensorflow as tf
 
 from centernet.config import Decoding, validate
 from centernet.engine.ema import WeightAverage, ema_objects
-from centernet.engine.hardware import (Machine, auto_choices, choose_jit, choose_precision,
+from centernet.engine.data_choices import choose_settings
+from centernet.engine.hardware import (Machine, choose_jit, choose_precision,
                                        cpu_flags, precision_warning)
 from conftest import compose_config
 
@@ -139,11 +140,13 @@ def test_auto_jit_follows_the_measurements(machine, xla):
 
 
 def test_auto_choices_say_what_they_picked_and_why():
-    lines = auto_choices("auto", "auto", EPYC_AVX2)
-    assert lines == [
-        "precision=auto: float32 (the CPU has no bfloat16 units: no avx512_bf16 or amx_bf16)",
-        "train.jit_compile=auto: XLA on (the CPU has no AVX-512, where XLA measured faster)"]
-    assert auto_choices("float32", "false", EPYC_AVX2) == []
+    cfg = validate(compose_config([]))
+    choices = choose_settings(cfg, None, EPYC_AVX2)
+    assert [c.line() for c in choices] == [
+        "  precision.policy=float32: the CPU has no bfloat16 units: no avx512_bf16 or amx_bf16",
+        "  train.jit_compile=true: the CPU has no AVX-512, where XLA measured faster"]
+    explicit = validate(compose_config(["precision=float32", "train.jit_compile=false"]))
+    assert choose_settings(explicit, None, EPYC_AVX2) == []
 
 
 def test_float16_is_warned_about_only_on_a_cpu_running_onednn():

@@ -14,7 +14,12 @@ machine when a run starts, each with the reason it prints.
   on a GPU, at most an eighth of the training images (an epoch of at least eight steps);
 - zoom-out limit of the random crop: as far as 1.4 (the original's), but no further than
   keeps those small objects `MIN_CELLS_ZOOMED_OUT` cells wide;
-- time budget: an hour on a CPU; on a GPU `GPU_EPOCHS` epochs, as YOLO trainers default to.
+- time budget: an hour on a CPU; on a GPU `GPU_EPOCHS` epochs, as YOLO trainers default to;
+- `precision=auto` and `train.jit_compile=auto`: what `engine.hardware` picks for this machine.
+
+A run records its choices in `plan.json` and a resumed run keeps them, on whatever machine it
+resumes: a run that trained in bfloat16 does not switch to float32 half way because the next
+machine has no bfloat16 units (it stops and says which override accepts the change).
 
 The learning rate follows the batch by linear scaling (`train.lr` is the rate at 32 images).
 Sources without an index to measure (`shapes`, `tfds`) keep fixed fallbacks.
@@ -33,8 +38,8 @@ from centernet.config import RunConfig, validate
 from centernet.data.sources import FolderSource, Source
 from centernet.data.statistics import DataProfile, profile_split
 from centernet.engine.budget import read_plan_file
-from centernet.engine.hardware import Machine, this_machine
-from centernet.errors import DataError
+from centernet.engine.hardware import Machine, choose_jit, choose_precision, this_machine
+from centernet.errors import ConfigError, DataError
 
 SMALL_OBJECT_CELLS = 4
 MIN_CELLS_ZOOMED_OUT = 2
@@ -139,6 +144,11 @@ def choose_settings(cfg: RunConfig, profile: Optional[DataProfile], machine: Mac
     if (cfg.train.time_budget == "auto" and cfg.train.max_steps is None
             and cfg.train.epochs is None):
         choices.extend(choose_length(machine))
+    if cfg.precision.policy == "auto":
+        choices.append(Choice("precision.policy", *choose_precision(machine)))
+    if cfg.train.jit_compile == "auto":
+        use_xla, why = choose_jit(machine)
+        choices.append(Choice("train.jit_compile", "true" if use_xla else "false", why))
     return choices
 
 
@@ -188,4 +198,19 @@ def resolve_open_settings(cfg: RunConfig, source: Source, run_dir: Optional[Path
     profile = data_profile(source, cfg.dataset.train_split) if needs_profile else None
     choices = [Choice(**recorded[c.key]) if c.key in recorded else c
                for c in choose_settings(cfg, profile, machine, replicas)]
+    check_recorded_precision(choices, machine, run_dir)
     return (apply_choices(cfg, choices) if choices else cfg), choices
+
+
+def check_recorded_precision(choices: List[Choice], machine: Machine,
+                             run_dir: Optional[Path]) -> None:
+    """Raise when the run recorded `precision.policy=mixed_bfloat16` and this machine has no
+    bfloat16 units (it would emulate bfloat16, many times slower), naming both ways on."""
+    policy = next((c.value for c in choices if c.key == "precision.policy"), None)
+    here, why = choose_precision(machine)
+    if policy == "mixed_bfloat16" and here != policy:
+        raise ConfigError(
+            f"precision.policy: this run trained in mixed_bfloat16 (recorded in "
+            f"{Path(run_dir or '.') / 'plan.json'}), but here {why}; resume with "
+            f"precision=float32 to change it, or precision=mixed_bfloat16 to keep it (emulated, "
+            f"slow)")

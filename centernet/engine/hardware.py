@@ -103,16 +103,3 @@ def precision_warning(policy: str, machine: Machine | None = None) -> str | None
             "of 32x32 took 1.17 s against 5 ms in float32 and 2.5 ms in bfloat16, Xeon with "
             "AMX, 2026-12-03); use precision=float32 or precision=mixed_bfloat16, or "
             "TF_ENABLE_ONEDNN_OPTS=0 (float16 67 ms there)")
-
-
-def auto_choices(policy: str, jit_compile: str, machine: Machine | None = None) -> list:
-    """One line per setting left to `auto`, saying what it picked and why."""
-    machine = machine or this_machine()
-    lines = []
-    if policy == "auto":
-        chosen, why = choose_precision(machine)
-        lines.append(f"precision=auto: {chosen} ({why})")
-    if jit_compile == "auto":
-        use_xla, why = choose_jit(machine)
-        lines.append(f"train.jit_compile=auto: XLA {'on' if use_xla else 'off'} ({why})")
-    return lines

@@ -35,7 +35,7 @@ from centernet.evaluation.inference import SplitEvaluator
 from centernet.model import build_model
 from centernet.engine.ema import WeightAverage, ema_objects
 from centernet.engine.data_choices import learning_rate_line, resolve_open_settings
-from centernet.engine.hardware import auto_choices, precision_warning
+from centernet.engine.hardware import precision_warning
 from centernet.engine.optim import build_optimizer, build_schedule
 from centernet.engine.preemption import PreemptionWatch
 from centernet.engine.step import LOSS_PARTS, make_train_step, nonfinite_message
@@ -55,7 +55,8 @@ PROVISIONAL_STEPS = 1_000_000  # the schedule's length while a budgeted run meas
 
 def configure_runtime(cfg: RunConfig) -> tf.distribute.Strategy:
     """The distribution strategy (first: logical CPU devices must precede any TensorFlow
-    work), determinism, seeds and the mixed-precision policy, before any model.
+    work), determinism and seeds, before any model (the precision policy is set once the run's
+    recorded or new choices resolve `precision=auto`).
 
     `train.deterministic`: on one device the step compiles with XLA (`TrainConfig.xla`),
     which measured bit-exact; a distributed step cannot, and turns on op determinism."""
@@ -63,7 +64,6 @@ def configure_runtime(cfg: RunConfig) -> tf.distribute.Strategy:
     if cfg.train.deterministic and is_distributed(strategy):
         tf.config.experimental.enable_op_determinism()
     seed_everything(cfg)
-    keras.mixed_precision.set_global_policy(cfg.precision.resolved_policy)
     return strategy
 
 
@@ -124,6 +124,7 @@ class Trainer:
         check_splits(self.source, [cfg.dataset.train_split, cfg.dataset.val_split])
         cfg, self.choices = resolve_open_settings(cfg, self.source, run_dir,
                                                   strategy.num_replicas_in_sync)
+        keras.mixed_precision.set_global_policy(cfg.precision.resolved_policy)
         self.replica_batch = per_replica_batch(cfg.train.batch_size, strategy)
         self.source.classes.save(self.write_dir)
         if self.source.report.splits:
@@ -249,8 +250,6 @@ class Trainer:
             progress.message("chosen for this data and machine (each one key=value away):")
             for line in [c.line() for c in self.choices] + [learning_rate_line(cfg)]:
                 progress.message(line)
-        for line in auto_choices(cfg.precision.policy, cfg.train.jit_compile):
-            progress.message(line)
         if self.plan is not None:
             for line in self.plan.lines():
                 progress.message(line)
