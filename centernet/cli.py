@@ -125,6 +125,51 @@ def run_command(command: Callable[[], T], exit_on_user_error: bool = True) -> T:
         sys.exit(EXIT_USER_ERROR)
 
 
+class _LineCopy:
+    """A text stream that writes through to `stream` and copies each finished line to `log`;
+    a write that holds a carriage return (a progress bar redrawing itself) stays on the
+    terminal only. Everything else (`isatty`, `fileno`, `encoding`) is `stream`'s."""
+
+    def __init__(self, stream, log) -> None:
+        self._stream, self._log, self._pending = stream, log, ""
+
+    def write(self, text: str) -> int:
+        written = self._stream.write(text)
+        if "\r" not in text:
+            *lines, self._pending = (self._pending + text).split("\n")
+            if lines:
+                self._log.write("".join(line + "\n" for line in lines))
+                self._log.flush()
+        return written
+
+    def finish(self) -> None:
+        """Copy an unfinished last line too."""
+        if self._pending:
+            self._log.write(self._pending + "\n")
+            self._pending = ""
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def output_copied_to(path: Path) -> Iterator[None]:
+    """Within the block, everything printed to stdout and stderr (choices, evaluations,
+    warnings, errors; the progress bar aside) is also appended to `path` (a run's
+    `train.log`, where Hydra's file handler appends Python `logging` records too)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as log:
+        streams = sys.stdout, sys.stderr
+        copies = _LineCopy(sys.stdout, log), _LineCopy(sys.stderr, log)
+        sys.stdout, sys.stderr = copies
+        try:
+            yield
+        finally:
+            sys.stdout, sys.stderr = streams
+            for copy in copies:
+                copy.finish()
+
+
 def pop_verbose(argv: List[str]) -> bool:
     """Remove `verbose=BOOL` (or `+verbose=BOOL`) from `argv[1:]`; the last one wins."""
     verbose = False

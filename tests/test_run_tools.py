@@ -203,3 +203,21 @@ def test_tensorboard_gets_pictures_and_pr_curves_at_each_evaluation(trained_run)
         assert [step for step, _, _ in entries] == evaluations
         image = tf.make_ndarray(entries[-1][2].tensor)  # [width, height, encoded PNG]
         assert tf.io.decode_png(image[2]).shape[-1] == 3
+
+
+def test_train_log_holds_what_the_run_printed(trained_run, tmp_path):
+    """train.log gets every line the run printed (what it does, evaluations, the report), not
+    the progress bar's redraws; a run that stops on bad input logs its error too."""
+    log = (trained_run / "train.log").read_text()
+    for expected in ("preparing the built-in shapes dataset",
+                     "training centernet_resnet18 on shapes", "step 20: AP ", "step 40: AP ",
+                     "report: "):
+        assert expected in log, expected
+    assert "\r" not in log and "step/s" not in log and "s/step" not in log
+    failed = tmp_path / "failed"
+    result = run_script("train.py", "dataset=voc_xml", f"dataset.root={tmp_path / 'nowhere'}",
+                        f"hydra.run.dir={failed}")
+    assert result.returncode == 2
+    assert f"dataset.root={tmp_path / 'nowhere'}: no such folder" in result.stderr
+    assert f"error: dataset.root={tmp_path / 'nowhere'}: no such folder" in (
+        failed / "train.log").read_text()

@@ -3,16 +3,19 @@ scripts/train.py ...`).
 
 With no arguments it trains ResNet-18 CenterNet on the built-in `shapes` dataset; at the end
 it writes the report of its best validation evaluation (`RUN/report/<split>/index.html`). Run it again
-with the same `hydra.run.dir=DIR` to resume from DIR's latest checkpoint. Returns the run's
+with the same `hydra.run.dir=DIR` to resume from DIR's latest checkpoint. What it prints (the
+progress bar aside) is also appended to DIR/train.log. Returns the run's
 best validation AP, what a sweeper maximises (`-m hparams_search=optuna`); in a sweep, a trial
 that fails on bad input fails alone instead of ending the sweep.
 """
+
+from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from centernet.cli import hydra_command, run_command
+from centernet.cli import hydra_command, output_copied_to, run_command
 from centernet.config import validate
 
 
@@ -33,5 +36,6 @@ def main(cfg: DictConfig) -> float:
         return metrics
 
     sweeping = HydraConfig.get().mode == RunMode.MULTIRUN
-    metrics = run_command(train, exit_on_user_error=not sweeping)
+    with output_copied_to(Path(HydraConfig.get().runtime.output_dir) / "train.log"):
+        metrics = run_command(train, exit_on_user_error=not sweeping)
     return metrics.get("best_AP", float("nan"))
