@@ -116,6 +116,21 @@ def test_each_kind_of_error_is_found_and_told_apart():
         (1, "cat"), (2, "cat"), (3, "dog"), (4, "dog"), (1, "cat"), (2, "dog"), (1, "cat")]
 
 
+def test_a_missing_box_in_a_crowd_is_found_where_cleanlab_looks_away():
+    """Three touching cells, the middle one unlabelled: its confident detection overlaps both
+    labelled neighbours a little (IoU 1/7 each), so cleanlab gives it no overlooked score; the
+    audit reports it (that best IoU its `fit`), and nothing else."""
+    index = _index(100, 300, [[(0, 0, 0, 80, 80), (0, 120, 0, 200, 80)]])
+    detections = {100: [_detection(100, 0, 0, 0, 80, 80, 0.9),
+                         _detection(100, 0, 60, 0, 140, 80, 0.9),
+                         _detection(100, 0, 120, 0, 200, 80, 0.9)]}
+    found = score_labels(index, detections, NAMES, confident_score=0.5)
+    (issue,) = found["issues"]
+    assert issue["kind"] == MISSING and issue["suggestion"]["box"] == [60.0, 0.0, 140.0, 80.0]
+    assert issue["fit"] == pytest.approx(20 * 80 / (2 * 80 * 80 - 20 * 80))
+    assert issue["score"] == pytest.approx((1 - issue["suggestion"]["probability"]) / 0.05)
+
+
 def _tiny_bccd(root: Path, train: int, val: int) -> Path:
     """A copy of BCCD's first `train` training and `val` validation images."""
     (root / "ImageSets" / "Main").mkdir(parents=True)
@@ -205,8 +220,10 @@ def test_injected_errors_are_what_the_copy_says(tmp_path):
             .getroot().findall("object")
         boxes = [[float(o.find("bndbox").findtext(t)) for t in ("xmin", "ymin", "xmax",
                                                                 "ymax")] for o in copy]
+        changes = [r["kind"] for r in records if r["annotation"] == record["annotation"]]
+        assert len(copy) == len(original) - changes.count(MISSING) + changes.count(ON_NOTHING)
         if record["kind"] == MISSING:
-            assert len(copy) < len(original) and record["box"] not in boxes
+            assert record["box"] not in boxes
             continue
         obj = copy[record["object_index"]]
         assert obj.findtext("name") == record["class"]

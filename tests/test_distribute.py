@@ -190,7 +190,10 @@ def test_two_workers_on_localhost_write_one_run_and_agree(tfds_dir, tmp_path):
     # the report once: by the chief, which evaluated
     assert {p.name for p in run_dir.iterdir()} == {".hydra", "checkpoints", "classes.json",
                                                    "metrics.jsonl", "tensorboard", "train.log",
-                                                   "best_evaluation.json", "report"}
+                                                   "best_evaluation.json", "report",
+                                                   "plan.json"}
+    runtime = json.loads((run_dir / "plan.json").read_text())["runtime"]
+    assert (runtime["strategy"], runtime["replicas"]) == ("multi_worker", 2)
     assert [("report: " in output) for output in outputs] == [True, False]
     # The other worker kept its own copy of the final checkpoint in distribute.worker_dir.
     chief = tf.train.load_checkpoint(str(checkpoints / "ckpt-12"))

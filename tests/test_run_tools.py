@@ -211,8 +211,10 @@ def test_train_log_holds_what_the_run_printed(trained_run, tmp_path):
     log = (trained_run / "train.log").read_text()
     for expected in ("preparing the built-in shapes dataset",
                      "training centernet_resnet18 on shapes", "step 20: AP ", "step 40: AP ",
-                     "report: "):
+                     "runtime: distribute=default, 1 replica(s) on ", "report: "):
         assert expected in log, expected
+    runtime = json.loads((trained_run / "plan.json").read_text())["runtime"]
+    assert (runtime["strategy"], runtime["replicas"]) == ("default", 1)
     assert "\r" not in log and "step/s" not in log and "s/step" not in log
     failed = tmp_path / "failed"
     result = run_script("train.py", "dataset=voc_xml", f"dataset.root={tmp_path / 'nowhere'}",

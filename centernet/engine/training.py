@@ -67,6 +67,26 @@ def configure_runtime(cfg: RunConfig) -> tf.distribute.Strategy:
     return strategy
 
 
+def runtime_record(cfg: RunConfig, strategy: tf.distribute.Strategy) -> dict:
+    """What the run runs on, for `plan.json`: the strategy, its replicas and their devices,
+    and the CPU allocator (`TF_CPU_ALLOCATOR_USE_BFC`, see `centernet/__init__.py`)."""
+    pooled = os.environ.get("TF_CPU_ALLOCATOR_USE_BFC", "").lower() in ("1", "true")
+    if is_distributed(strategy):
+        devices = list(strategy.extended.worker_devices)
+    else:  # the default strategy places ops on the first GPU, else the CPU
+        devices = [(tf.config.list_logical_devices("GPU") or
+                    tf.config.list_logical_devices("CPU"))[0].name]
+    return {"strategy": cfg.distribute.strategy, "replicas": strategy.num_replicas_in_sync,
+            "devices": devices,
+            "cpu_allocator": "pooled (BFC)" if pooled else "TensorFlow's default"}
+
+
+def runtime_line(record: dict) -> str:
+    """`runtime_record` as the run prints it."""
+    return (f"runtime: distribute={record['strategy']}, {record['replicas']} replica(s) on "
+            f"{', '.join(record['devices'])}; CPU allocator {record['cpu_allocator']}")
+
+
 def seed_everything(cfg: RunConfig) -> None:
     """Python, NumPy and TensorFlow seeds from `train.seed` (no-op without one). Called again
     right before the model is built, so its initial weights do not depend on what ran before
@@ -198,8 +218,10 @@ class Trainer:
             self.total_steps = self.plan.steps
             self.schedule.set_length(self.plan.steps, self.plan.warmup_steps)
         self.end_step = min(self.total_steps, cfg.train.stop_at_step or self.total_steps)
-        if self.chief and (self.choices or self.plan is not None):
-            write_plan_file(run_dir, {}, [c.to_json() for c in self.choices])
+        self.runtime = runtime_record(cfg, strategy)
+        if self.chief:
+            write_plan_file(run_dir, {"runtime": self.runtime},
+                            [c.to_json() for c in self.choices])
             if self.plan is not None:
                 self.plan.save(run_dir)
         _save_config(cfg, self.write_dir)
@@ -257,6 +279,7 @@ class Trainer:
                 progress.message(f"  (kept from {self.run_dir / PLAN_FILE}, as planned when the "
                                  f"run started)")
             self.deadline = self.projected_end()
+        progress.message(runtime_line(self.runtime))
         slow_precision = precision_warning(cfg.precision.resolved_policy)
         if slow_precision:
             progress.message(slow_precision)

@@ -5,7 +5,7 @@ folder's training split, audit, and score the audit's findings against what was 
 `injected.json`: with a fixed seed, `fraction` of the split's objects (difficult ones aside)
 removed, as many given another class, as many shifted by half their width and half their
 height (clipped to the image), and `on_background` boxes of a random class and a typical size
-placed where they overlap no labelled box. `score` takes the audit's `label_issues.json` and,
+placed on the flattest of a few random places that overlap no labelled box. `score` takes the audit's `label_issues.json` and,
 per kind, the top N findings of that kind (N the number injected): precision (of those N, how
 many are an injected error of that kind) and recall (of the injected, how many are among them),
 and overall the top N findings of any kind against every injected error.
@@ -19,8 +19,9 @@ import shutil
 import stat
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
+import cv2
 import numpy as np
 
 from centernet.audit.issues import (BADLY_PLACED, KINDS, MISSING, ON_NOTHING, WRONG_CLASS,
@@ -29,6 +30,7 @@ from centernet.data import voc
 
 TRUTH_FILE = "injected.json"
 MATCH_IOU = 0.5  # a missing-box finding finds a removed box when their IoU is at least this
+CANDIDATES = 50  # random places tried for each label put on background
 
 
 def _box(element: ET.Element) -> List[float]:
@@ -56,7 +58,7 @@ def inject(root: Path, out: Path, split: str = "train", fraction: float = 0.05,
     if out.exists():
         raise FileExistsError(f"{out} exists; give a new folder")
     rng = np.random.default_rng(seed)
-    files, _ = voc.annotation_files(root, split)
+    files, image_dir = voc.annotation_files(root, split)
     trees = {path: ET.parse(path) for path in files}
     names = sorted({obj.findtext("name") for tree in trees.values()
                     for obj in tree.getroot().findall("object")})
@@ -103,7 +105,7 @@ def inject(root: Path, out: Path, split: str = "train", fraction: float = 0.05,
                                 "object_index": kept, "class": obj.findtext("name"),
                                 "box": _box(obj), "original": original})
             kept += 1
-    records += _add_background_boxes(trees, copy_of, names, on_background, rng)
+    records += _add_background_boxes(trees, copy_of, image_dir, names, on_background, rng)
     for path, tree in trees.items():
         tree.write(copy_of[path])
     (out / TRUTH_FILE).write_text(json.dumps(records, indent=1))
@@ -111,25 +113,38 @@ def inject(root: Path, out: Path, split: str = "train", fraction: float = 0.05,
 
 
 def _add_background_boxes(trees: Dict[Path, ET.ElementTree], copy_of: Dict[Path, Path],
-                          names: List[str], count: int, rng) -> List[dict]:
-    """`count` labels of a random class and the size of a random existing label, each in a
-    random image at a place that overlaps no label of that image."""
+                          image_dir: Optional[Path], names: List[str], count: int,
+                          rng) -> List[dict]:
+    """`count` labels of a random class, each the size of a random existing label, put on
+    background: of `CANDIDATES` random places (random image, random size) that overlap no
+    label, the flattest (least grey-level deviation), since unlabelled objects lie between the
+    labelled ones in some datasets (BCCD's red cells)."""
     sizes = [(b[2] - b[0], b[3] - b[1]) for tree in trees.values()
              for b in map(_box, tree.getroot().findall("object"))]
     paths = list(trees)
+    grey: Dict[Path, np.ndarray] = {}
     records = []
     while len(records) < count:
-        path = paths[rng.integers(len(paths))]
-        tree = trees[path]
-        width, height = _size(tree)
-        w, h = sizes[rng.integers(len(sizes))]
-        x1, y1 = rng.uniform(0, width - w), rng.uniform(0, height - h)
-        box = [x1, y1, x1 + w, y1 + h]
-        existing = np.array([_box(o) for o in tree.getroot().findall("object")]).reshape(-1, 4)
-        if len(existing) and iou_matrix([box], existing).max() > 0:
+        places = []
+        for _ in range(CANDIDATES):
+            path = paths[rng.integers(len(paths))]
+            width, height = _size(trees[path])
+            w, h = sizes[rng.integers(len(sizes))]
+            x1, y1 = rng.uniform(0, width - w), rng.uniform(0, height - h)
+            box = [x1, y1, x1 + w, y1 + h]
+            existing = np.array([_box(o) for o in trees[path].getroot().findall("object")])
+            if len(existing) and iou_matrix([box], existing.reshape(-1, 4)).max() > 0:
+                continue
+            if path not in grey:
+                image = (image_dir or path.parent) / trees[path].getroot().findtext("filename")
+                grey[path] = cv2.imread(str(image), cv2.IMREAD_GRAYSCALE).astype(np.float64)
+            patch = grey[path][int(y1):int(y1 + h), int(x1):int(x1 + w)]
+            places.append((float(patch.std()), path, box))
+        if not places:
             continue
-        template = tree.getroot().findall("object")[0]
-        obj = ET.fromstring(ET.tostring(template))
+        _, path, box = min(places, key=lambda place: place[0])
+        tree = trees[path]
+        obj = ET.fromstring(ET.tostring(tree.getroot().findall("object")[0]))
         obj.find("name").text = str(rng.choice(names))
         _set_box(obj, box)
         if obj.find("difficult") is not None:
