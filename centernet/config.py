@@ -82,8 +82,8 @@ class DatasetConfig:
     """Where examples come from. `source` picks the reader; the other keys configure it.
 
     shapes: the built-in synthetic TFDS dataset (`image_size`, `num_train`, `num_val`,
-    `max_shapes`, `min_size`, `max_size`, `max_overlap`, `seed`, `empty_fraction`: the share
-    of images without objects), prepared into `data_dir`.
+    `num_test` (0: no test split), `max_shapes`, `min_size`, `max_size`, `max_overlap`, `seed`,
+    `empty_fraction`: the share of images without objects), prepared into `data_dir`.
     tfds: any TFDS detection dataset with `objects/bbox` and `objects/label`, by `name`
     (e.g. `voc/2007`, `coco/2017`), read from `data_dir` (nothing is downloaded).
     voc_xml: a Pascal VOC folder at `root` (`ImageSets/Main/<split>.txt` lists, or one
@@ -110,6 +110,7 @@ class DatasetConfig:
     image_size: int = 128
     num_train: int = 4000
     num_val: int = 500
+    num_test: int = 0
     max_shapes: int = 6
     min_size: float = 0.08
     max_size: float = 0.5
@@ -130,6 +131,7 @@ class DatasetConfig:
         _at_least("dataset.image_size", self.image_size, 32)
         _at_least("dataset.num_train", self.num_train, 1)
         _at_least("dataset.num_val", self.num_val, 1)
+        _at_least("dataset.num_test", self.num_test, 0)
         _at_least("dataset.max_shapes", self.max_shapes, 1)
         _in_range("dataset.min_size", self.min_size, 0.0, 1.0, open_low=True)
         _in_range("dataset.max_size", self.max_size, self.min_size, 1.0)

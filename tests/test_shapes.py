@@ -61,6 +61,7 @@ def test_config_name_encodes_every_parameter():
     assert len(names) == 8 and default.name not in names
     assert shapes.shapes_config(min_size=0.08000001).name != default.name
     assert shapes.shapes_config(empty_fraction=0.25).name == default.name + "_e0.25"
+    assert shapes.shapes_config(num_test=500).name == default.name + "_x500"
 
 
 def test_empty_fraction_leaves_that_share_of_images_empty_and_the_rest_unchanged():
@@ -152,6 +153,25 @@ def test_examples_do_not_depend_on_generation_order(small_config, small_builds):
     train = shapes.generate_example(small_config, shapes.SPLITS["train"], 3)
     validation = shapes.generate_example(small_config, shapes.SPLITS["validation"], 3)
     assert train["image"] != validation["image"]
+
+
+def test_a_test_split_has_images_of_its_own_and_leaves_the_others_unchanged(small_builds,
+                                                                            tmp_path):
+    """num_test adds a "test" split drawn from its own seeds (split number 2): the train and
+    validation examples are the same as without it, and no test image is one of theirs."""
+    config = shapes.shapes_config(**{**SMALL, "num_test": 5})
+    with_test = shapes.load_builder(config, str(tmp_path))
+    assert with_test.info.splits["test"].num_examples == 5
+    assert "test" not in small_builds[0].info.splits
+    for split in ("train", "validation"):
+        ours, before = read_split(with_test, split), read_split(small_builds[0], split)
+        for image_id, example in before.items():
+            np.testing.assert_array_equal(ours[image_id]["image"], example["image"])
+    seen = {example["image"].tobytes() for split in ("train", "validation")
+            for example in read_split(with_test, split).values()}
+    tests = read_split(with_test, "test")
+    assert sorted(tests) == list(range(5))
+    assert not seen & {example["image"].tobytes() for example in tests.values()}
 
 
 def test_other_seed_gives_other_images(small_builds, tmp_path):

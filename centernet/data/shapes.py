@@ -40,7 +40,7 @@ CIRCLE, RECTANGLE, TRIANGLE = range(len(CLASS_NAMES))
 
 VERSION = "1.0.0"
 # Split name -> split number, the second component of each example's random seed.
-SPLITS = {"train": 0, "validation": 1}
+SPLITS = {"train": 0, "validation": 1, "test": 2}
 
 FILLED_PROBABILITY = 0.7
 AXIS_ALIGNED_PROBABILITY = 0.5
@@ -74,6 +74,8 @@ class ShapesConfig(tfds.core.BuilderConfig):
       image_size: side of the square images, pixels.
       num_train: number of examples in the "train" split.
       num_val: number of examples in the "validation" split.
+      num_test: number of examples in the "test" split (0: no test split, as before it
+        existed): images from their own seeds, for figures from data nothing was tuned on.
       max_shapes: each image gets a uniform 1..max_shapes number of objects to place (an object
         that cannot be placed without too much overlap is left out, the first always fits).
       min_size, max_size: range of an object's size, the longer side of its geometric bounding
@@ -91,6 +93,7 @@ class ShapesConfig(tfds.core.BuilderConfig):
     image_size: int = 128
     num_train: int = 4000
     num_val: int = 500
+    num_test: int = 0
     max_shapes: int = 6
     min_size: float = 0.08
     max_size: float = 0.5
@@ -105,6 +108,8 @@ class ShapesConfig(tfds.core.BuilderConfig):
             raise ValueError(
                 f"num_train and num_val must be >= 1, got {self.num_train}, {self.num_val}"
             )
+        if self.num_test < 0:
+            raise ValueError(f"num_test must be >= 0, got {self.num_test}")
         if self.max_shapes < 1:
             raise ValueError(f"max_shapes must be >= 1, got {self.max_shapes}")
         if not 0 < self.min_size <= self.max_size <= 1:
@@ -124,6 +129,7 @@ class ShapesConfig(tfds.core.BuilderConfig):
         self.name = config_name(
             self.image_size, self.num_train, self.num_val, self.max_shapes,
             self.min_size, self.max_size, self.max_overlap, self.seed, self.empty_fraction,
+            self.num_test,
         )  # fmt: skip
         self.description = f"Synthetic shapes, {self.image_size}x{self.image_size} px, {self.name}."
         self._frozen = True
@@ -144,17 +150,21 @@ def config_name(
     max_overlap: float,
     seed: int,
     empty_fraction: float = 0.0,
+    num_test: int = 0,
 ) -> str:
     """The config name encoding every parameter, e.g. `s128_t4000_v500_m6_z0.08-0.5_o0.3_seed0`
-    (and `_e0.25` for `empty_fraction=0.25`; nothing when it is 0, as before it existed).
+    (and `_e0.25` for `empty_fraction=0.25`, `_x500` for `num_test=500`; nothing when they are
+    0, as before they existed).
 
     Floats are written with `repr`, the shortest string that round-trips, so different values
     never give the same name.
     """
     empty = f"_e{float(empty_fraction)!r}" if empty_fraction else ""
+    test = f"_x{num_test}" if num_test else ""
     return (
         f"s{image_size}_t{num_train}_v{num_val}_m{max_shapes}"
         f"_z{float(min_size)!r}-{float(max_size)!r}_o{float(max_overlap)!r}_seed{seed}{empty}"
+        f"{test}"
     )
 
 
@@ -168,12 +178,13 @@ def shapes_config(
     max_overlap: float = 0.3,
     seed: int = 0,
     empty_fraction: float = 0.0,
+    num_test: int = 0,
 ) -> ShapesConfig:
     """A `ShapesConfig` with these parameters, named after them, version `VERSION`."""
     return ShapesConfig(
         image_size=image_size, num_train=num_train, num_val=num_val, max_shapes=max_shapes,
         min_size=min_size, max_size=max_size, max_overlap=max_overlap, seed=seed,
-        empty_fraction=empty_fraction,
+        empty_fraction=empty_fraction, num_test=num_test,
     )  # fmt: skip
 
 
@@ -461,7 +472,7 @@ PREPARE_SECONDS_PER_IMAGE = 20 / 4500
 
 def preparation_message(config: ShapesConfig, data_dir: str) -> str:
     """The line printed when the data of `config` is generated, with a rough duration."""
-    images = config.num_train + config.num_val
+    images = config.num_train + config.num_val + config.num_test
     seconds = images * (config.image_size / 128) ** 2 * PREPARE_SECONDS_PER_IMAGE
     if seconds < 10:
         duration = "a few seconds"
@@ -526,8 +537,11 @@ class Shapes(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict:
         del dl_manager  # nothing to download
-        sizes = {"train": self.builder_config.num_train, "validation": self.builder_config.num_val}
-        return {split: self._generate_examples(SPLITS[split], sizes[split]) for split in SPLITS}
+        config = self.builder_config
+        sizes = {"train": config.num_train, "validation": config.num_val,
+                 "test": config.num_test}
+        return {split: self._generate_examples(SPLITS[split], sizes[split]) for split in SPLITS
+                if sizes[split]}
 
     def _generate_examples(self, split_index: int, num_examples: int) -> Iterator[tuple[int, dict]]:
         """Yields `(index, example)` in index order, generated by a pool of threads (NumPy and

@@ -242,7 +242,8 @@ def _shapes_builder(cfg: DatasetConfig, data_dir: str | None) -> tfds.core.Datas
     config = shapes.shapes_config(
         image_size=cfg.image_size, num_train=cfg.num_train, num_val=cfg.num_val,
         max_shapes=cfg.max_shapes, min_size=cfg.min_size, max_size=cfg.max_size,
-        max_overlap=cfg.max_overlap, seed=cfg.seed, empty_fraction=cfg.empty_fraction)
+        max_overlap=cfg.max_overlap, seed=cfg.seed, empty_fraction=cfg.empty_fraction,
+        num_test=cfg.num_test)
     return shapes.load_builder(config, data_dir)
 
 
