@@ -14,8 +14,8 @@ import tensorflow as tf
 from centernet.config import Decoding, validate
 from centernet.engine.ema import WeightAverage, ema_objects
 from centernet.engine.data_choices import choose_settings
-from centernet.engine.hardware import (Machine, choose_jit, choose_precision,
-                                       cpu_flags, precision_warning)
+from centernet.engine.hardware import (Machine, choose_jit, choose_precision, cpu_flags,
+                                       float16_without_onednn, precision_warning)
 from conftest import compose_config
 
 
@@ -176,3 +176,17 @@ def test_cpu_flags_read_from_cpuinfo(tmp_path):
                        "processor\t: 1\nflags\t\t: fpu avx2 avx512f avx512_bf16\n")
     assert cpu_flags(cpuinfo) == frozenset({"fpu", "avx2", "avx512f", "avx512_bf16"})
     assert cpu_flags(tmp_path / "missing") == frozenset()
+
+
+def test_float16_runs_turn_onednn_off_unless_the_user_chose():
+    environ = {}
+    note = float16_without_onednn("mixed_float16", environ, tensorflow_imported=False)
+    assert environ == {"TF_ENABLE_ONEDNN_OPTS": "0"} and "TF_ENABLE_ONEDNN_OPTS=1" in note
+    assert float16_without_onednn("mixed_float16", {"TF_ENABLE_ONEDNN_OPTS": "1"},
+                                  tensorflow_imported=False) is None
+    late = {}  # TensorFlow read the variable when it was imported: too late to change it
+    assert float16_without_onednn("mixed_float16", late) is None and late == {}
+    for policy in ("float32", "mixed_bfloat16", "auto"):
+        untouched = {}
+        assert float16_without_onednn(policy, untouched, tensorflow_imported=False) is None
+        assert untouched == {}

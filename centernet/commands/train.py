@@ -9,6 +9,7 @@ best validation AP, what a sweeper maximises (`-m hparams_search=optuna`); in a 
 that fails on bad input fails alone instead of ending the sweep.
 """
 
+import sys
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -23,6 +24,11 @@ from centernet.config import validate
 def main(cfg: DictConfig) -> float:
     def train() -> dict:
         run = validate(cfg)  # fails on bad values before TensorFlow is imported
+        from centernet.engine.hardware import float16_without_onednn
+
+        onednn_note = float16_without_onednn(run.precision.policy)  # never auto's pick
+        if onednn_note:
+            print(onednn_note, file=sys.stderr)
         from centernet.engine.training import train as train_run
 
         run_dir = HydraConfig.get().runtime.output_dir

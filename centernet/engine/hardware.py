@@ -14,9 +14,11 @@ The rules come from side-by-side measurements of the ResNet-18 train step (docs/
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import FrozenSet, Tuple
+from typing import FrozenSet, MutableMapping, Optional, Tuple
 
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
@@ -103,3 +105,20 @@ def precision_warning(policy: str, machine: Machine | None = None) -> str | None
             "of 32x32 took 1.17 s against 5 ms in float32 and 2.5 ms in bfloat16, Xeon with "
             "AMX, 2026-12-03); use precision=float32 or precision=mixed_bfloat16, or "
             "TF_ENABLE_ONEDNN_OPTS=0 (float16 67 ms there)")
+
+
+def float16_without_onednn(policy: str, environ: MutableMapping[str, str] = os.environ,
+                           tensorflow_imported: Optional[bool] = None) -> Optional[str]:
+    """Before TensorFlow is imported, for a `mixed_float16` run: turn TensorFlow's oneDNN CPU
+    kernels off (`TF_ENABLE_ONEDNN_OPTS=0`), whose float16 convolution gradients are about 100x
+    float32's (`precision_warning`), unless the user set that variable. Returns the line that
+    says so, or None when nothing changed (another policy, the variable set, or TensorFlow
+    already imported: `tensorflow_imported`, None to look). GPUs do not use oneDNN: only the CPU's share of the work changes."""
+    if tensorflow_imported is None:
+        tensorflow_imported = "tensorflow" in sys.modules
+    if policy != "mixed_float16" or "TF_ENABLE_ONEDNN_OPTS" in environ or tensorflow_imported:
+        return None
+    environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
+    return ("precision=mixed_float16: TensorFlow's oneDNN CPU kernels off for this run "
+            "(TF_ENABLE_ONEDNN_OPTS=0): their float16 convolution gradients are about 100x "
+            "slower than float32's; set TF_ENABLE_ONEDNN_OPTS=1 to keep them")
