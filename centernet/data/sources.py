@@ -31,6 +31,8 @@ import tensorflow_datasets as tfds
 from centernet.config import DatasetConfig
 from centernet.data import coco, shapes, voc
 from centernet.data.annotations import RawImage, SplitIndex, clean_split
+from centernet.data.images import probe_images
+from centernet.data.index_cache import IndexCache
 from centernet.data.report import DataReport
 from centernet.errors import DataError
 
@@ -149,13 +151,15 @@ class FolderSource(Source):
         annotation_files: split -> its COCO file, for evaluation (COCO only).
         location: split -> where its annotations are, for messages.
         classes_chosen: the classes come from `dataset.classes` (see `clean_split`).
+        probe: checks image files (`clean_split`'s; `dataset.cache`: an `IndexCache`).
     """
 
     def __init__(self, parse: Callable[[str], List[RawImage]], class_keys: Sequence,
                  class_names: List[str], category_ids: List[int], report: DataReport,
                  max_objects: Optional[int] = None,
                  annotation_files: Optional[Callable[[str], Path]] = None,
-                 location: Callable[[str], str] = str, classes_chosen: bool = False):
+                 location: Callable[[str], str] = str, classes_chosen: bool = False,
+                 probe: Callable[[Sequence[Path]], list] = probe_images):
         self._parse = parse
         self._class_index = {key: index for index, key in enumerate(class_keys)}
         self.class_names = class_names
@@ -165,13 +169,14 @@ class FolderSource(Source):
         self._annotation_files = annotation_files
         self._location = location
         self._classes_chosen = classes_chosen
+        self._probe = probe
         self._splits: Dict[str, SplitIndex] = {}
 
     def index(self, split: str) -> SplitIndex:
         """The split's usable images and objects (parsed and checked on first use)."""
         if split not in self._splits:
             self._splits[split] = clean_split(split, self._parse(split), self._class_index,
-                                              self.report, self._max_objects,
+                                              self.report, self._max_objects, self._probe,
                                               location=self._location(split),
                                               classes_chosen=self._classes_chosen)
         return self._splits[split]
@@ -281,6 +286,12 @@ def _fixed_classes(names: Sequence[str], known: Sequence, what: str) -> None:
                         f"{what}: {', '.join(map(str, known))}")
 
 
+def _image_probe(cfg: DatasetConfig) -> Callable[[Sequence[Path]], list]:
+    """How a folder source checks its images: through the index cache with `dataset.cache`,
+    else every image decoded at every start."""
+    return IndexCache() if cfg.cache else probe_images
+
+
 def _voc_source(cfg: DatasetConfig, classes: Optional[ClassMap], report: DataReport,
                 max_objects: Optional[int]) -> FolderSource:
     root = _root(cfg)
@@ -305,7 +316,8 @@ def _voc_source(cfg: DatasetConfig, classes: Optional[ClassMap], report: DataRep
         return str(listing if listing.is_file() else root / split)
 
     return FolderSource(parse, names, list(names), list(range(len(names))), report,
-                        max_objects, location=location, classes_chosen=bool(cfg.classes))
+                        max_objects, location=location, classes_chosen=bool(cfg.classes),
+                        probe=_image_probe(cfg))
 
 
 def _coco_source(cfg: DatasetConfig, classes: Optional[ClassMap], report: DataReport,
@@ -336,7 +348,7 @@ def _coco_source(cfg: DatasetConfig, classes: Optional[ClassMap], report: DataRe
     return FolderSource(parse, ids, list(names), list(ids), report, max_objects,
                         annotation_files=lambda split: paths(split)[0],
                         location=lambda split: "{}, images in {}".format(*paths(split)),
-                        classes_chosen=bool(cfg.classes))
+                        classes_chosen=bool(cfg.classes), probe=_image_probe(cfg))
 
 
 def build_source(cfg: DatasetConfig, classes: Optional[ClassMap] = None,
