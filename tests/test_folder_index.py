@@ -1,9 +1,11 @@
 """A folder's index at scale: the image checks kept between starts (`dataset.cache`, the index
 cache), so a second start decodes and opens no image it checked before and the data report is
-the same byte for byte.
+the same byte for byte; and a resumed run that skips on the index, opening no file of the
+examples it skips while continuing exactly the stream of an uninterrupted run.
 
 Which images were checked is counted by wrapping the probe (`images.probe_image`); which files
-were opened, by the kernel (inotify, `folders.OpenedFiles`)."""
+were opened, by the kernel (inotify, `folders.OpenedFiles`); which images an example came from,
+by the colour each image is painted."""
 
 from __future__ import annotations
 
@@ -11,15 +13,16 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import numpy as np
 import pytest
 
-from centernet.config import DatasetConfig
+from centernet.config import DatasetConfig, validate
 from centernet.data import images
+from centernet.data.pipeline import train_dataset
 from centernet.data.sources import build_source, check_splits
-from conftest import SHARED_DATASETS
+from conftest import SHARED_DATASETS, compose_config
 from folders import (OpenedFiles, RED, encode, picture, snapshot, voc_object, write_image,
                      write_voc)
 
@@ -224,3 +227,71 @@ def test_bccd_with_defects_reports_the_same_with_and_without_the_cache(tmp_path,
     kinds = set(json.loads(warm["report"])["counts"])
     assert {"box_empty", "image_unreadable", "image_missing", "size_mismatch",
             "image_converted"} <= kinds
+
+
+# ------------------------------------------------------------------------------------------
+# Resume on the index
+# ------------------------------------------------------------------------------------------
+
+IMAGES = 96  # more than the stream reads ahead: the skipped ones come back in the next epoch
+
+
+def colour(k: int) -> Tuple[int, int, int]:
+    """Image `k`'s own background colour (RGB; the red levels of two images differ by 2)."""
+    return (40 + 2 * k, 255 - 2 * k, 37 * k % 256)
+
+
+def painted_folder(root: Path) -> None:
+    """`IMAGES` PNG images, each painted its own `colour` with a small white cat in the
+    middle; val holds the first."""
+    for k in range(IMAGES):
+        path = root / "JPEGImages" / f"img_{k:02d}.png"
+        write_image(path, rects=[(30, 22, 34, 26, (250, 250, 250))], background=colour(k))
+        write_voc(root / "Annotations" / f"img_{k:02d}.xml", path.name, (48, 64),
+                  [voc_object("cat", 31, 23, 34, 26)])
+    main = root / "ImageSets" / "Main"
+    main.mkdir(parents=True)
+    (main / "train.txt").write_text("".join(f"img_{k:02d}\n" for k in range(IMAGES)))
+    (main / "val.txt").write_text("img_00\n")
+
+
+def painted_in(image: np.ndarray, least: int = 64) -> set:
+    """The images whose colour (within 1 level: resampling rounds) covers at least `least`
+    pixels of `image` (`[S, S, 3]` uint8)."""
+    pixels = image.reshape(-1, 3).astype(int)
+    return {f"img_{k:02d}.png" for k in range(IMAGES)
+            if (np.abs(pixels - colour(k)).max(axis=1) <= 1).sum() >= least}
+
+
+@pytest.mark.parametrize("mosaic", [False, True], ids=["single", "mosaic"])
+def test_a_resumed_run_opens_no_file_it_skips_and_continues_the_same_stream(
+        tmp_path, cache_dir, mosaic):
+    """Step 3 of batch 2: the uninterrupted stream's first 6 examples (24 images in
+    mosaics) are skipped without opening their files; the next batches equal the
+    uninterrupted stream's, and do open theirs (the watch sees reads)."""
+    root = tmp_path / "data"
+    painted_folder(root)
+    cfg = validate(compose_config([
+        "dataset=voc_xml", f"dataset.root={root}", "dataset.classes=[cat]", "augment=none",
+        f"augment.mosaic={str(mosaic).lower()}", "augment.max_scale=1.0",
+        "model.input_size=64", "train.batch_size=2", "train.seed=3",
+        "dataset.shuffle_buffer=64"]))
+    source = build_source(cfg.dataset)
+    resume_at, steps = 3, 3
+    whole = [{key: value.numpy() for key, value in batch.items()}
+             for batch in train_dataset(source, cfg).take(resume_at + steps)]
+    per_example = [painted_in(image) for batch in whole for image in batch["image"]]
+    group = 4 if mosaic else 1
+    assert all(len(found) == group for found in per_example)
+    skipped = set().union(*per_example[:resume_at * 2])
+    kept = set().union(*per_example[resume_at * 2:])
+    assert len(skipped) == resume_at * 2 * group  # one epoch: each image once
+    with OpenedFiles(root / "JPEGImages") as opened:
+        resumed = [{key: value.numpy() for key, value in batch.items()}
+                   for batch in train_dataset(source, cfg, start_step=resume_at).take(steps)]
+    assert not opened.names & skipped
+    assert kept <= opened.names
+    for batch, expected in zip(resumed, whole[resume_at:]):
+        assert batch.keys() == expected.keys()
+        for key in batch:
+            np.testing.assert_array_equal(batch[key], expected[key])

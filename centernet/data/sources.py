@@ -102,6 +102,15 @@ class Source:
         `is_crowd` bool `[N]`. Entry points check the split first (`check_splits`)."""
         raise NotImplementedError
 
+    def stream(self, split: str, num_shards: int = 1,
+               shard: int = 0) -> Tuple[tf.data.Dataset, Callable[[tf.Tensor], Record]]:
+        """`split` as the training stream takes it: the elements it shuffles, repeats and
+        skips (every `num_shards`-th from `shard` on: a worker's share), in file order, and
+        the function that turns one element into a record (`read`'s format). The stream reads
+        after it skips: a folder source's elements are image positions, so a resumed run
+        reads no file of the examples it skips."""
+        raise NotImplementedError
+
     def annotation_file(self, split: str) -> Optional[Path]:
         """A COCO file whose annotations evaluation should use as they are (None: build the
         ground truth from the records)."""
@@ -109,13 +118,16 @@ class Source:
 
 
 class TfdsSource(Source):
-    """A prepared TFDS detection dataset (`shapes`, `voc/2007`, `coco/2017`, ...)."""
+    """A prepared TFDS detection dataset (`shapes`, `voc/2007`, `coco/2017`, ...). With
+    `cache` (`dataset.cache`) the training stream keeps its records in memory after the
+    first pass (the TFRecord files have no random access: its elements are the records)."""
 
     def __init__(self, builder: tfds.core.DatasetBuilder, class_names: List[str],
-                 category_ids: List[int]):
+                 category_ids: List[int], cache: bool = False):
         self.builder = builder
         self.class_names = class_names
         self.category_ids = category_ids
+        self.cache = cache
         self.report = DataReport()
 
     def num_examples(self, split: str) -> int:
@@ -136,11 +148,21 @@ class TfdsSource(Source):
             lambda index, example: to_record(example, index, has_id, ignore_key),
             num_parallel_calls=tf.data.AUTOTUNE)
 
+    def stream(self, split: str, num_shards: int = 1,
+               shard: int = 0) -> Tuple[tf.data.Dataset, Callable[[tf.Tensor], Record]]:
+        records = self.read(split)
+        if num_shards > 1:
+            records = records.shard(num_shards, shard)
+        if self.cache:
+            records = records.cache()
+        return records, lambda record: record
+
 
 class FolderSource(Source):
     """A VOC-XML or COCO-JSON folder (`voc.py`, `coco.py`). Each split is parsed, checked
     against its images and repaired once, on first use (`annotations.clean_split`); every case
-    goes to `report`.
+    goes to `report`. The training stream shuffles and skips image positions in the split's
+    index and reads the files it keeps.
 
     Args:
         parse: split -> its parsed `RawImage`s.
@@ -186,6 +208,14 @@ class FolderSource(Source):
 
     def read(self, split: str) -> tf.data.Dataset:
         return self.index(split).records()
+
+    def stream(self, split: str, num_shards: int = 1,
+               shard: int = 0) -> Tuple[tf.data.Dataset, Callable[[tf.Tensor], Record]]:
+        index = self.index(split)
+        positions = tf.data.Dataset.range(len(index))
+        if num_shards > 1:
+            positions = positions.shard(num_shards, shard)
+        return positions, index.reader()
 
     def annotation_file(self, split: str) -> Optional[Path]:
         return self._annotation_files(split) if self._annotation_files else None
@@ -373,7 +403,8 @@ def build_source(cfg: DatasetConfig, classes: Optional[ClassMap] = None,
     else:
         builder = _tfds_builder(cfg, data_dir)
     names = _class_names(builder)
-    return TfdsSource(builder=builder, class_names=names, category_ids=list(range(len(names))))
+    return TfdsSource(builder=builder, class_names=names, category_ids=list(range(len(names))),
+                      cache=cfg.cache)
 
 
 def check_splits(source: Source, splits: Sequence[str]) -> None:
