@@ -22,9 +22,11 @@ from centernet.config import DatasetConfig, validate
 from centernet.data import images
 from centernet.data.pipeline import train_dataset
 from centernet.data.sources import build_source, check_splits
+from centernet.engine.training import Trainer
+from centernet.evaluation.inference import ground_truth
 from conftest import SHARED_DATASETS, compose_config
-from folders import (OpenedFiles, RED, encode, picture, snapshot, voc_object, write_image,
-                     write_voc)
+from folders import (OpenedFiles, RED, encode, examples, picture, snapshot, voc_object,
+                     write_image, write_voc)
 
 BCCD = SHARED_DATASETS / "bccd"
 
@@ -227,6 +229,41 @@ def test_bccd_with_defects_reports_the_same_with_and_without_the_cache(tmp_path,
     kinds = set(json.loads(warm["report"])["counts"])
     assert {"box_empty", "image_unreadable", "image_missing", "size_mismatch",
             "image_converted"} <= kinds
+
+
+def test_evaluation_ground_truth_comes_from_the_index_without_reading_an_image(tmp_path,
+                                                                             cache_dir):
+    """The same image sizes and boxes, bit for bit, as from the decoded images."""
+    root = tmp_path / "data"
+    defective_folder(root)
+    source = build_source(voc_config(root))
+    for split in ("train", "val"):
+        decoded = examples(source, split)
+        with OpenedFiles(root / "JPEGImages") as opened:
+            truth = ground_truth(source, split)
+        assert opened.names == set()
+        assert [(t.image_id, t.height, t.width) for t in truth] == [
+            (int(e["image_id"]), *e["image"].shape[:2]) for e in decoded]
+        for image, example in zip(truth, decoded):
+            np.testing.assert_array_equal(image.boxes, example["boxes"].astype(np.float64))
+            np.testing.assert_array_equal(image.labels, example["labels"])
+            np.testing.assert_array_equal(image.is_crowd, example["is_crowd"])
+
+
+def test_a_second_training_start_opens_no_image(tmp_path, cache_dir):
+    """Everything a run does before its first step (index, data-aware choices, model,
+    evaluation's ground truth) opens no image file once the index cache holds the folder."""
+    root = tmp_path / "data"
+    defective_folder(root)
+    cfg = validate(compose_config([
+        "experiment=smoke", "dataset=voc_xml", f"dataset.root={root}",
+        "dataset.classes=[cat]", "model.input_size=64", "train.batch_size=2"]))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    Trainer(cfg, run_dir)
+    with OpenedFiles(root / "JPEGImages") as opened:
+        Trainer(cfg, run_dir)
+    assert opened.names == set()
 
 
 # ------------------------------------------------------------------------------------------
