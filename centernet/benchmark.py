@@ -288,6 +288,95 @@ def coco_index_cost(images: int, directory) -> Dict[str, float]:
             "parse_s": parsed - loaded, "check_s": done - parsed, "total_s": done - start}
 
 
+def jpeg_folder(directory, images: int, distinct: int = 32, seed: int = 0):
+    """A COCO folder of `images` 640x480 JPEG files in `directory` (`train/` and
+    `annotations/instances_train.json`, `synthetic_coco_file`'s boxes); returns its root.
+    `distinct` pictures (smooth colour fields with noise, about 85 KB each at quality 90, as
+    photos are) are written in turn; a folder that already holds the images is kept as it is.
+    """
+    from pathlib import Path
+
+    import cv2
+
+    root = Path(directory)
+    image_dir, annotations = root / "train", root / "annotations" / "instances_train.json"
+    names = [f"{i + 1:012d}.jpg" for i in range(images)]
+    if annotations.is_file() and all((image_dir / name).is_file() for name in names):
+        return root
+    image_dir.mkdir(parents=True, exist_ok=True)
+    annotations.parent.mkdir(parents=True, exist_ok=True)
+    synthetic_coco_file(annotations, images)
+    rng = np.random.default_rng(seed)
+    pictures = []
+    for _ in range(distinct):
+        field = cv2.resize(rng.uniform(0, 255, (6, 8, 3)).astype(np.float32), (640, 480),
+                           interpolation=cv2.INTER_CUBIC)
+        noisy = np.clip(field + rng.normal(0, 8, field.shape), 0, 255).astype(np.uint8)
+        pictures.append(cv2.imencode(".jpg", noisy, [cv2.IMWRITE_JPEG_QUALITY, 90])[1])
+    for i, name in enumerate(names):
+        (image_dir / name).write_bytes(pictures[i % distinct].tobytes())
+    return root
+
+
+def index_start(root: str, cache: bool) -> Dict[str, float]:
+    """One start's index of the COCO folder at `root` (split `train`), in a process of its
+    own (`index_starts`): seconds from the process's start to here (`imports_s`: the
+    interpreter, TensorFlow and the project), seconds to build the checked index
+    (`index_s`), its images, and how many were decoded to check them (`checked`)."""
+    from centernet.config import DatasetConfig
+    from centernet.data import images
+    from centernet.engine.budget import process_start_time
+
+    imports = time.time() - process_start_time()
+    checked = []
+    probe_image = images.probe_image
+
+    def counted(path):
+        checked.append(path)
+        return probe_image(path)
+
+    images.probe_image = counted
+    start = time.perf_counter()
+    source = build_source(DatasetConfig(source="coco_json", root=root, train_split="train",
+                                        val_split="train", cache=cache))
+    count = source.num_examples("train")
+    return {"imports_s": imports, "index_s": time.perf_counter() - start, "images": count,
+            "checked": len(checked)}
+
+
+def index_starts(images: int, directory) -> Dict[str, Dict[str, float]]:
+    """`index_start` on a `jpeg_folder` of `images` JPEGs in `directory`, each in a new
+    process, with an index cache of its own (a new `CENTERNET_CACHE_DIR`): the first start
+    (an empty cache), a second (cached), one after one file was touched, and one with
+    `dataset.cache=false`. The files were just written or read, so the page cache holds them:
+    the figures are decoding and checking, not the disk."""
+    import multiprocessing
+    import tempfile
+    from pathlib import Path
+
+    root = str(jpeg_folder(directory, images))
+    context = multiprocessing.get_context("spawn")
+    starts = {}
+    previous = os.environ.get("CENTERNET_CACHE_DIR")
+    with tempfile.TemporaryDirectory(prefix="centernet-cache-") as cache_dir:
+        os.environ["CENTERNET_CACHE_DIR"] = cache_dir
+        try:
+            for name, cache in (("first", True), ("cached", True), ("one touched", True),
+                                ("cache=false", False)):
+                if name == "one touched":
+                    touched = Path(root) / "train" / f"{images:012d}.jpg"
+                    stat = touched.stat()
+                    os.utime(touched, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10 ** 9))
+                with context.Pool(1) as pool:
+                    starts[name] = pool.apply(index_start, (root, cache))
+        finally:
+            if previous is None:
+                os.environ.pop("CENTERNET_CACHE_DIR")
+            else:
+                os.environ["CENTERNET_CACHE_DIR"] = previous
+    return starts
+
+
 def forward_gflops(model_cfg: ModelConfig, num_classes: int) -> float:
     """GFLOP of one image's forward pass (inference mode), counted by TensorFlow's profiler
     on the model's graph (a multiply-add counts 2)."""

@@ -93,6 +93,10 @@ class DatasetConfig:
     class names and their order (default: sorted names of the training split for VOC, the
     file's categories for COCO). `strict` turns the first skipped image or object into an
     error instead of a line in `data_report.json`.
+    `cache` keeps what reading the data costs to learn: a folder source's image checks
+    between starts, in the index cache (`centernet/data/index_cache.py`; false: every image
+    is decoded at every start); a TFDS source's records in memory after the training
+    stream's first pass.
     """
 
     source: str = "shapes"

@@ -90,3 +90,17 @@ def test_op_kinds_of_names_from_a_real_profile():
     assert kind("gradient_tape/mul_22/Mul", "Mul") == "loss (and its gradient)"
     assert kind("gradient_tape/" + model + "stem_pool_1/MaxPool/MaxPoolGrad",
                 "_MklNativeMaxPoolGrad") == "other network ops (pooling, adds, padding)"
+
+
+def test_index_starts_check_every_image_then_none_then_the_touched_one(tmp_path):
+    """`benchmark index`: four starts, each in a new process, on a folder it makes: the
+    first and the uncached one decode every image, the cached one none, and after one file
+    is touched only that file."""
+    result = run_script("benchmark.py", "index", "--images", "12", "--dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    rows = {line[:12].strip(): line[12:].split() for line in result.stdout.splitlines()
+            if line[:12].strip() in ("first", "cached", "one touched", "cache=false")}
+    assert {name: (int(row[2]), int(row[3])) for name, row in rows.items()} == {
+        "first": (12, 12), "cached": (12, 0), "one touched": (12, 1), "cache=false": (12, 12)}
+    assert all(float(row[0]) > 0 and float(row[1]) >= 0 for row in rows.values())
+    assert len(list((tmp_path / "train").glob("*.jpg"))) == 12

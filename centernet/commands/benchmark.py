@@ -9,6 +9,11 @@ scripts/benchmark.py ...`).
   focal         focal-loss forward+backward ms per form, 16 x 128 x 128 x 80 (--jit)
   evaluate      validation-split evaluation seconds                 [hydra-style overrides]
   coco-index    seconds to index a synthetic COCO file of --images images (default 100000)
+  index         a start's index of a folder of --images (3000) 640x480 JPEGs (made in --dir,
+                reused when there; default a temporary folder), each start in a new process:
+                the first (checks every image), a second (the index cache), one after a
+                file is touched, and dataset.cache=false: seconds of imports and of the
+                index, and the images decoded to check them
   profile       where a train step's time goes: TensorFlow's profiler over a few steps,
                 op time by kind (convolutions, BatchNorm, casts, optimizer, loss, ...), a
                 Markdown table (the train-step options; --out FILE.json)
@@ -89,6 +94,22 @@ def run_suite(args) -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(figures, indent=2) + "\n")
         print(f"wrote {args.out}")
+
+
+def run_index(args) -> None:
+    """`index`: the starts of `benchmark.index_starts`, as a table."""
+    import tempfile
+
+    from centernet import benchmark
+
+    images = args.images or 3000
+    print(f"{machine_line()}; {images} JPEG files of 640x480")
+    with tempfile.TemporaryDirectory(prefix="centernet-index-") as temporary:
+        starts = benchmark.index_starts(images, args.dir or temporary)
+    print(f"{'start':<12}  {'imports s':>9}  {'index s':>8}  {'images':>7}  {'checked':>7}")
+    for name, start in starts.items():
+        print(f"{name:<12}  {start['imports_s']:>9.2f}  {start['index_s']:>8.2f}  "
+              f"{start['images']:>7}  {start['checked']:>7}")
 
 
 def run_profile(args) -> None:
@@ -172,7 +193,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["pipeline", "targets", "train-step", "decode",
-                                         "focal", "evaluate", "coco-index", "profile",
+                                         "focal", "evaluate", "coco-index", "index",
+                                         "profile",
                                          "suite",
                                          "time-to-accuracy", "export"])
     parser.add_argument("overrides", nargs="*", help="key=value config overrides")
@@ -185,7 +207,9 @@ def main() -> None:
     parser.add_argument("--jit", action="store_true")
     parser.add_argument("--output-size", type=int, default=128)
     parser.add_argument("--k", type=int, default=100)
-    parser.add_argument("--images", type=int, default=100_000)
+    parser.add_argument("--images", type=int,
+                        help="coco-index: images in the file (100000); index: JPEG files (3000)")
+    parser.add_argument("--dir", type=Path, help="index: the folder of generated images")
     parser.add_argument("--out", type=Path, help="suite, profile, export: write the figures to this "
                         "JSON file; time-to-accuracy: the report's directory")
     parser.add_argument("--quick", action="store_true",
@@ -214,6 +238,9 @@ def main() -> None:
     if args.what == "export":
         run_command(lambda: run_export(args))
         return
+    if args.what == "index":
+        run_index(args)
+        return
     if args.what == "pipeline":
         results = [benchmark.pipeline_throughput(composed(args.overrides))]
     elif args.what == "targets":
@@ -231,7 +258,7 @@ def main() -> None:
         import tempfile
 
         with tempfile.TemporaryDirectory() as directory:
-            results = [benchmark.coco_index_cost(args.images, directory)]
+            results = [benchmark.coco_index_cost(args.images or 100_000, directory)]
     else:
         results = [benchmark.evaluation_cost(composed(args.overrides))]
     for result in results:

@@ -81,25 +81,35 @@ class SplitIndex:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def records(self):
-        """`tf.data.Dataset` of records in index order: `image` (encoded bytes read from the
-        file), `image_id`, `boxes`, `labels`, `is_crowd` (see `Source.read`)."""
+    def reader(self) -> Callable:
+        """The function from an image's position in the index (int64 scalar tensor) to its
+        record: `image` (encoded bytes, read from its file then), `image_id`, `boxes`,
+        `labels`, `is_crowd` (see `Source.read`). Mapped over positions after a skip, it
+        reads no file of the skipped ones."""
         import tensorflow as tf
 
+        paths = tf.constant(self.paths, tf.string)
+        image_ids = tf.constant(self.image_ids, tf.int64)
+        starts = tf.constant(self.row_splits[:-1], tf.int64)
+        ends = tf.constant(self.row_splits[1:], tf.int64)
         boxes = tf.constant(self.boxes.reshape(-1, 4), tf.float32)
         labels = tf.constant(self.labels, tf.int32)
         is_crowd = tf.constant(self.is_crowd, tf.bool)
-        slices = (tf.constant(self.paths, tf.string), tf.constant(self.image_ids, tf.int64),
-                  tf.constant(self.row_splits[:-1], tf.int64),
-                  tf.constant(self.row_splits[1:], tf.int64))
 
-        def to_record(path, image_id, start, end):
-            return {"image": tf.io.read_file(path), "image_id": image_id,
+        def record(position):
+            start, end = starts[position], ends[position]
+            return {"image": tf.io.read_file(paths[position]), "image_id": image_ids[position],
                     "boxes": boxes[start:end], "labels": labels[start:end],
                     "is_crowd": is_crowd[start:end]}
 
-        return tf.data.Dataset.from_tensor_slices(slices).map(
-            to_record, num_parallel_calls=tf.data.AUTOTUNE)
+        return record
+
+    def records(self):
+        """`tf.data.Dataset` of the records (`reader`) in index order."""
+        import tensorflow as tf
+
+        return tf.data.Dataset.range(len(self)).map(self.reader(),
+                                                     num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def clean_box(box: Sequence[float], height: int,

@@ -6,7 +6,9 @@ AUTOTUNE; the examples' boxes are padded into batches and each batch's targets a
 one parallel `map` (the heatmaps written once, in place, rather than per example and then
 copied by `batch()`); batches are prefetched. With `train.seed` set the stream is deterministic,
 and `start_step` skips exactly the examples earlier steps consumed, so a resumed run continues
-the same stream. With mosaic or mixup (`mosaic.py`) each example takes a fixed group of records
+the same stream. What is shuffled, repeated and skipped is the source's `stream` (a folder's
+image positions), and records are read after the skip: a resumed run reads no file of the
+examples it skips. With mosaic or mixup (`mosaic.py`) each example takes a fixed group of records
 (4 for a mosaic, twice as many with mixup), so the records a step starts from still follow
 from the step alone.
 """
@@ -120,15 +122,17 @@ def grouped_example(group: Dict[str, tf.Tensor], seed: tf.Tensor, cfg: RunConfig
     return maybe_mixup(first, lambda: make(per_example, seeds[1]), cfg.augment, seeds[2])
 
 
-def _grouped_examples(records: Callable[[], tf.data.Dataset], cfg: RunConfig, seed: int,
-                      start_step: int, per_step: int,
+def _grouped_examples(stream: Callable[[], tf.data.Dataset],
+                      to_record: Callable[[tf.Tensor], Dict[str, tf.Tensor]], cfg: RunConfig,
+                      seed: int, start_step: int, per_step: int,
                       mosaic_until: Optional[int]) -> tf.data.Dataset:
     """Training examples (before targets) from `start_step` on, with mosaic for the steps
     before `mosaic_until` (None: every step; only with `augment.mosaic`) and mixup.
 
-    `records` makes the shuffled, repeated record stream; each phase iterates a new one (a
-    seeded shuffle's order depends on how often its dataset was iterated before, so phases
-    sharing one would not give a resumed run the same records)."""
+    `stream` makes the shuffled, repeated stream of the source's elements, which `to_record`
+    reads after the skip; each phase iterates a new one (a seeded shuffle's order depends on
+    how often its dataset was iterated before, so phases sharing one would not give a resumed
+    run the same records)."""
     mixes = 2 if cfg.augment.mixup > 0 else 1
     if not cfg.augment.mosaic:
         mosaic_until = 0
@@ -138,7 +142,8 @@ def _grouped_examples(records: Callable[[], tf.data.Dataset], cfg: RunConfig, se
     def phase(first_step: int, use_mosaic: bool, steps: Optional[int]) -> tf.data.Dataset:
         before = per_step * mixes * (4 * min(first_step, switch) + max(first_step - switch, 0))
         group = (4 if use_mosaic else 1) * mixes
-        examples = (records().skip(int(before)).ragged_batch(group, drop_remainder=True)
+        examples = (stream().skip(int(before)).map(to_record, num_parallel_calls=AUTOTUNE)
+                    .ragged_batch(group, drop_remainder=True)
                     .enumerate(start=first_step * per_step))
         if steps is not None:
             examples = examples.take(steps * per_step)
@@ -175,24 +180,21 @@ def train_dataset(source: Source, cfg: RunConfig, start_step: int = 0,
     """
     seed = cfg.train.seed if cfg.train.seed is not None else random.randrange(2 ** 31)
     batch_size = batch_size or cfg.train.batch_size
-    records = source.read(cfg.dataset.train_split)
-    if num_shards > 1:
-        records = records.shard(num_shards, shard)
-    if cfg.dataset.cache:
-        records = records.cache()
+    elements, to_record = source.stream(cfg.dataset.train_split, num_shards, shard)
 
     def shuffled() -> tf.data.Dataset:
-        return records.shuffle(cfg.dataset.shuffle_buffer, seed=seed,
-                               reshuffle_each_iteration=True).repeat()
+        return elements.shuffle(cfg.dataset.shuffle_buffer, seed=seed,
+                                reshuffle_each_iteration=True).repeat()
 
     # Each worker (shard) takes 1 / num_shards of every global batch.
     per_step = cfg.train.batch_size // num_shards
     if cfg.augment.mosaic or cfg.augment.mixup > 0:
-        examples = _grouped_examples(shuffled, cfg, seed, start_step, per_step, mosaic_until)
+        examples = _grouped_examples(shuffled, to_record, cfg, seed, start_step, per_step,
+                                     mosaic_until)
     else:
-        def to_example(index: tf.Tensor, record: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        def to_example(index: tf.Tensor, element: tf.Tensor) -> Dict[str, tf.Tensor]:
             example_seed = tf.stack([tf.constant(seed, tf.int64), index])
-            return augmented_example(record, example_seed, cfg)
+            return augmented_example(to_record(element), example_seed, cfg)
 
         examples = (shuffled().enumerate().skip(start_step * per_step)
                     .map(to_example, num_parallel_calls=AUTOTUNE))

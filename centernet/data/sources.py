@@ -31,6 +31,8 @@ import tensorflow_datasets as tfds
 from centernet.config import DatasetConfig
 from centernet.data import coco, shapes, voc
 from centernet.data.annotations import RawImage, SplitIndex, clean_split
+from centernet.data.images import probe_images
+from centernet.data.index_cache import IndexCache
 from centernet.data.report import DataReport
 from centernet.errors import DataError
 
@@ -100,6 +102,15 @@ class Source:
         `is_crowd` bool `[N]`. Entry points check the split first (`check_splits`)."""
         raise NotImplementedError
 
+    def stream(self, split: str, num_shards: int = 1,
+               shard: int = 0) -> Tuple[tf.data.Dataset, Callable[[tf.Tensor], Record]]:
+        """`split` as the training stream takes it: the elements it shuffles, repeats and
+        skips (every `num_shards`-th from `shard` on: a worker's share), in file order, and
+        the function that turns one element into a record (`read`'s format). The stream reads
+        after it skips: a folder source's elements are image positions, so a resumed run
+        reads no file of the examples it skips."""
+        raise NotImplementedError
+
     def annotation_file(self, split: str) -> Optional[Path]:
         """A COCO file whose annotations evaluation should use as they are (None: build the
         ground truth from the records)."""
@@ -107,13 +118,16 @@ class Source:
 
 
 class TfdsSource(Source):
-    """A prepared TFDS detection dataset (`shapes`, `voc/2007`, `coco/2017`, ...)."""
+    """A prepared TFDS detection dataset (`shapes`, `voc/2007`, `coco/2017`, ...). With
+    `cache` (`dataset.cache`) the training stream keeps its records in memory after the
+    first pass (the TFRecord files have no random access: its elements are the records)."""
 
     def __init__(self, builder: tfds.core.DatasetBuilder, class_names: List[str],
-                 category_ids: List[int]):
+                 category_ids: List[int], cache: bool = False):
         self.builder = builder
         self.class_names = class_names
         self.category_ids = category_ids
+        self.cache = cache
         self.report = DataReport()
 
     def num_examples(self, split: str) -> int:
@@ -134,11 +148,21 @@ class TfdsSource(Source):
             lambda index, example: to_record(example, index, has_id, ignore_key),
             num_parallel_calls=tf.data.AUTOTUNE)
 
+    def stream(self, split: str, num_shards: int = 1,
+               shard: int = 0) -> Tuple[tf.data.Dataset, Callable[[tf.Tensor], Record]]:
+        records = self.read(split)
+        if num_shards > 1:
+            records = records.shard(num_shards, shard)
+        if self.cache:
+            records = records.cache()
+        return records, lambda record: record
+
 
 class FolderSource(Source):
     """A VOC-XML or COCO-JSON folder (`voc.py`, `coco.py`). Each split is parsed, checked
     against its images and repaired once, on first use (`annotations.clean_split`); every case
-    goes to `report`.
+    goes to `report`. The training stream shuffles and skips image positions in the split's
+    index and reads the files it keeps.
 
     Args:
         parse: split -> its parsed `RawImage`s.
@@ -149,13 +173,15 @@ class FolderSource(Source):
         annotation_files: split -> its COCO file, for evaluation (COCO only).
         location: split -> where its annotations are, for messages.
         classes_chosen: the classes come from `dataset.classes` (see `clean_split`).
+        probe: checks image files (`clean_split`'s; `dataset.cache`: an `IndexCache`).
     """
 
     def __init__(self, parse: Callable[[str], List[RawImage]], class_keys: Sequence,
                  class_names: List[str], category_ids: List[int], report: DataReport,
                  max_objects: Optional[int] = None,
                  annotation_files: Optional[Callable[[str], Path]] = None,
-                 location: Callable[[str], str] = str, classes_chosen: bool = False):
+                 location: Callable[[str], str] = str, classes_chosen: bool = False,
+                 probe: Callable[[Sequence[Path]], list] = probe_images):
         self._parse = parse
         self._class_index = {key: index for index, key in enumerate(class_keys)}
         self.class_names = class_names
@@ -165,13 +191,14 @@ class FolderSource(Source):
         self._annotation_files = annotation_files
         self._location = location
         self._classes_chosen = classes_chosen
+        self._probe = probe
         self._splits: Dict[str, SplitIndex] = {}
 
     def index(self, split: str) -> SplitIndex:
         """The split's usable images and objects (parsed and checked on first use)."""
         if split not in self._splits:
             self._splits[split] = clean_split(split, self._parse(split), self._class_index,
-                                              self.report, self._max_objects,
+                                              self.report, self._max_objects, self._probe,
                                               location=self._location(split),
                                               classes_chosen=self._classes_chosen)
         return self._splits[split]
@@ -181,6 +208,14 @@ class FolderSource(Source):
 
     def read(self, split: str) -> tf.data.Dataset:
         return self.index(split).records()
+
+    def stream(self, split: str, num_shards: int = 1,
+               shard: int = 0) -> Tuple[tf.data.Dataset, Callable[[tf.Tensor], Record]]:
+        index = self.index(split)
+        positions = tf.data.Dataset.range(len(index))
+        if num_shards > 1:
+            positions = positions.shard(num_shards, shard)
+        return positions, index.reader()
 
     def annotation_file(self, split: str) -> Optional[Path]:
         return self._annotation_files(split) if self._annotation_files else None
@@ -282,6 +317,12 @@ def _fixed_classes(names: Sequence[str], known: Sequence, what: str) -> None:
                         f"{what}: {', '.join(map(str, known))}")
 
 
+def _image_probe(cfg: DatasetConfig) -> Callable[[Sequence[Path]], list]:
+    """How a folder source checks its images: through the index cache with `dataset.cache`,
+    else every image decoded at every start."""
+    return IndexCache() if cfg.cache else probe_images
+
+
 def _voc_source(cfg: DatasetConfig, classes: Optional[ClassMap], report: DataReport,
                 max_objects: Optional[int]) -> FolderSource:
     root = _root(cfg)
@@ -306,7 +347,8 @@ def _voc_source(cfg: DatasetConfig, classes: Optional[ClassMap], report: DataRep
         return str(listing if listing.is_file() else root / split)
 
     return FolderSource(parse, names, list(names), list(range(len(names))), report,
-                        max_objects, location=location, classes_chosen=bool(cfg.classes))
+                        max_objects, location=location, classes_chosen=bool(cfg.classes),
+                        probe=_image_probe(cfg))
 
 
 def _coco_source(cfg: DatasetConfig, classes: Optional[ClassMap], report: DataReport,
@@ -337,7 +379,7 @@ def _coco_source(cfg: DatasetConfig, classes: Optional[ClassMap], report: DataRe
     return FolderSource(parse, ids, list(names), list(ids), report, max_objects,
                         annotation_files=lambda split: paths(split)[0],
                         location=lambda split: "{}, images in {}".format(*paths(split)),
-                        classes_chosen=bool(cfg.classes))
+                        classes_chosen=bool(cfg.classes), probe=_image_probe(cfg))
 
 
 def build_source(cfg: DatasetConfig, classes: Optional[ClassMap] = None,
@@ -362,7 +404,8 @@ def build_source(cfg: DatasetConfig, classes: Optional[ClassMap] = None,
     else:
         builder = _tfds_builder(cfg, data_dir)
     names = _class_names(builder)
-    return TfdsSource(builder=builder, class_names=names, category_ids=list(range(len(names))))
+    return TfdsSource(builder=builder, class_names=names, category_ids=list(range(len(names))),
+                      cache=cfg.cache)
 
 
 def check_splits(source: Source, splits: Sequence[str]) -> None:

@@ -14,9 +14,10 @@ import numpy as np
 import tensorflow as tf
 
 from centernet.config import Decoding, RunConfig
+from centernet.data.annotations import SplitIndex
 from centernet.data.letterbox import letterbox_image
 from centernet.data.pipeline import AUTOTUNE, eval_dataset
-from centernet.data.sources import Source, decode_record
+from centernet.data.sources import FolderSource, Source, decode_record
 from centernet.evaluation.decode import (decay_cross_class_twins, decode_probs, merge_flipped,
                                          to_original_pixels)
 from centernet.errors import DataError
@@ -153,7 +154,10 @@ def evaluate_predictions(predictor: ImageDetector, batches: Iterable[Dict[str, t
 
 
 def ground_truth(source: Source, split: str) -> List[GroundTruthImage]:
-    """The annotations of `split` in original image pixels, for COCO evaluation."""
+    """The annotations of `split` in original image pixels, for COCO evaluation: a folder
+    source's from its index (no image read), a TFDS source's from its decoded records."""
+    if isinstance(source, FolderSource):
+        return index_ground_truth(source.index(split))
 
     def annotations(record: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         example = decode_record(record)
@@ -167,6 +171,22 @@ def ground_truth(source: Source, split: str) -> List[GroundTruthImage]:
             image_id=int(item["image_id"]), height=int(item["size"][0]),
             width=int(item["size"][1]), boxes=np.asarray(item["boxes"], np.float64),
             labels=item["labels"], is_crowd=item["is_crowd"]))
+    return images
+
+
+def index_ground_truth(index: SplitIndex) -> List[GroundTruthImage]:
+    """A checked split's annotations in original image pixels, from its index's image sizes:
+    the values `decode_record` gives from the decoded image (normalised float32 boxes times
+    the float32 size), without reading an image."""
+    images = []
+    for position in range(len(index)):
+        start, end = index.row_splits[position], index.row_splits[position + 1]
+        height, width = (int(n) for n in index.sizes[position])
+        scale = np.array([width, height, width, height], np.float32)
+        images.append(GroundTruthImage(
+            image_id=int(index.image_ids[position]), height=height, width=width,
+            boxes=(index.boxes[start:end][:, [1, 0, 3, 2]] * scale).astype(np.float64),
+            labels=index.labels[start:end], is_crowd=index.is_crowd[start:end]))
     return images
 
 
