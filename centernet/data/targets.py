@@ -11,11 +11,12 @@ float64 so that the integer centres and radii match a float64 reference exactly,
 in float32.
 
 Two renderers give bit-identical targets (tests/test_native_targets.py): where a C++ compiler
-is at hand, `render_targets_batch` (without dense targets) runs as one native kernel,
-`targets_op.cc`, built on first use by `native.py`: TensorFlow's fixed cost per op alone (about
-170 ops) is more than the whole kernel takes. Everywhere else, and for the dense and TTFNet
-targets, the TensorFlow ops below render them; they are also the specification the kernel
-follows, with two tables (`_window_tables`) computed by the same float64 formulas.
+is at hand (or the library was built ahead of time), `render_targets_batch` (without dense
+targets) and `render_ttf_targets_batch` run as one native kernel each, `targets_op.cc`, built
+by `native.py`: TensorFlow's fixed cost per op alone (about 170 ops) is more than the whole
+kernel takes. Everywhere else, and for the dense targets, the TensorFlow ops below render
+them; they are also the specification the kernels follow, with tables (`_window_tables`,
+`_gaussian_table`) and TTFNet's `log(area)` (`_log_areas`) computed by TensorFlow.
 
 Memory: the heatmaps and TTFNet's box regression are drawn from each object's window alone
 (`_windows`: one entry per window cell, then a few `[B, H, W]` planes), so a crowded batch
@@ -27,6 +28,7 @@ the peak, against 332 MiB with full planes); the optional dense targets still ho
 from __future__ import annotations
 
 import functools
+import math
 from typing import Dict, NamedTuple, Sequence, Tuple, Union
 
 import numpy as np
@@ -283,28 +285,35 @@ def _native_targets(library, boxes, labels, height: int, width: int, num_classes
 @functools.lru_cache(maxsize=32)
 def _window_tables(height: int, width: int, min_overlap: float, clip_to_edge: bool
                    ) -> Tuple[np.ndarray, np.ndarray]:
-    """The native renderer's tables, from this module's float64 formulas (computed eagerly
-    once per grid):
+    """The native CenterNet renderer's tables, from this module's float64 formulas (computed
+    eagerly once per grid):
 
     - radius `[max_y + 1, max_x + 1]` int32: `max(floor(gaussian_radius(h, w)), 0)` for every
       `h = ceil(box height)`, `w = ceil(box width)` a box clipped to the grid can have;
-    - Gaussian `[R + 1, R + 1]` float32 (R the largest radius): row `r`, column `d <= r` the
-      window factor `exp(-d^2 / 2 sigma^2)`, `sigma = (2 r + 1) / 6`, computed in float64 and
-      cast, as `_window_heatmap` computes it (0 beyond the window, `d > r`).
+    - Gaussian: `_gaussian_table` up to the largest of those radii.
     """
     max_x, max_y = (width, height) if clip_to_edge else (width - 1, height - 1)
     with tf.init_scope():  # eager, also while a tf.data map or tf.function is traced
         box_h = tf.range(max_y + 1, dtype=tf.float64)[:, tf.newaxis]
         box_w = tf.range(max_x + 1, dtype=tf.float64)[tf.newaxis, :]
         radius = tf.maximum(tf.floor(gaussian_radius(box_h, box_w, min_overlap)), 0.0)
-        largest = int(tf.reduce_max(radius))
+        radius = radius.numpy().astype(np.int32)
+    return radius, _gaussian_table(int(radius.max()))
+
+
+@functools.lru_cache(maxsize=32)
+def _gaussian_table(largest: int) -> np.ndarray:
+    """`[R + 1, R + 1]` float32 (R = `largest` radius): row `r`, column `d <= r` the window
+    factor `exp(-d^2 / 2 sigma^2)`, `sigma = (2 r + 1) / 6`, computed in float64 by
+    TensorFlow and cast, as `_windows` computes it (0 beyond the window, `d > r`). Computed
+    eagerly, also while a tf.data map or tf.function is traced."""
+    with tf.init_scope():
         radii = tf.range(largest + 1, dtype=tf.float64)[:, tf.newaxis]
         distance = tf.range(largest + 1, dtype=tf.float64)[tf.newaxis, :]
         sigma = (2 * radii + 1) / 6
         two_sigma_sq = 2.0 * sigma * sigma
         gaussian = tf.cast(tf.exp(-(distance * distance) / two_sigma_sq), tf.float32)
-        gaussian = tf.where(distance <= radii, gaussian, 0.0)  # only d <= r is ever read
-        return radius.numpy().astype(np.int32), gaussian.numpy()
+        return tf.where(distance <= radii, gaussian, 0.0).numpy()  # only d <= r is ever read
 
 
 def _one_image(values, row_length: int = 0) -> tf.Tensor:
@@ -441,8 +450,13 @@ def render_ttf_targets_batch(boxes, labels, output_size: OutputSize, num_classes
     `labels` `[B, N]` padded as for `render_targets_batch`; every output gains a leading
     batch axis (`box_target` `[B, H, W, 4]`, `box_weight` `[B, H, W]`)."""
     height, width = _output_hw(output_size)
+    boxes = tf.cast(boxes, tf.float64)
     clipped = _clip_boxes(boxes, height, width, clip_to_edge)
     log_area = _log_areas(clipped, stride)
+    library = native.targets_op()
+    if library is not None:
+        return _native_ttf_targets(library, boxes, labels, log_area, height, width,
+                                   num_classes, max_objects, alpha, beta, stride, clip_to_edge)
     objects = _kept_objects(clipped, labels, num_classes, max_objects)
     box_w, box_h = objects.x2 - objects.x1, objects.y2 - objects.y1
 
@@ -460,6 +474,25 @@ def render_ttf_targets_batch(boxes, labels, output_size: OutputSize, num_classes
                                  width)
     return {"heatmap": tf.ensure_shape(heatmap, [None, height, width, num_classes]),
             **_centre_targets(objects, width, max_objects), **regression}
+
+
+def _native_ttf_targets(library, boxes, labels, log_area: tf.Tensor, height: int, width: int,
+                        num_classes: int, max_objects: int, alpha: float, beta: float,
+                        stride: int, clip_to_edge: bool) -> Dict[str, tf.Tensor]:
+    """`render_ttf_targets_batch` in one kernel (`targets_op.cc`) from the float64 boxes
+    `[B, N, 4]`, with this module's `log_area` `[B, N]` and Gaussian table. Its radii
+    `floor(fraction * size / 2)` are at most the largest clipped size's, computed here with
+    the same float64 arithmetic."""
+    max_x, max_y = (width, height) if clip_to_edge else (width - 1, height - 1)
+    largest = math.floor(max(alpha, beta) * max(max_x, max_y) / 2)
+    (heatmap, wh, reg, ind, mask, num_dropped, box_target,
+     box_weight) = library.ttfnet_targets(
+        boxes, tf.cast(labels, tf.int32), log_area,
+        tf.constant([alpha, beta], tf.float64), _gaussian_table(largest), height=height,
+        width=width, num_classes=num_classes, max_objects=max_objects, stride=stride,
+        clip_to_edge=clip_to_edge)
+    return {"heatmap": heatmap, "wh": wh, "reg": reg, "ind": ind, "mask": mask,
+            "num_dropped": num_dropped, "box_target": box_target, "box_weight": box_weight}
 
 
 def _input_area(box_w, box_h, stride: int):
