@@ -9,10 +9,11 @@ compiler falling back to the portable ops with a warning).
 
 from __future__ import annotations
 
+import fcntl
 import os
-import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,9 @@ def library():
 def test_a_machine_with_a_compiler_builds_the_native_renderer():
     """Where `g++` (or `$CXX`) exists the kernel must build and load: otherwise the tests
     below would skip and only the portable path would be tested, silently."""
-    if shutil.which(os.environ.get("CXX", "g++")) is None:
+    try:
+        native.compiler_command()
+    except native.BuildError:
         pytest.skip("no C++ compiler on this machine")
     assert native.targets_op() is not None
 
@@ -236,3 +239,88 @@ def test_concurrent_first_uses_build_once_into_a_fresh_cache(tmp_path, library):
     assert sum("building the native target renderer" in stderr for _, stderr in results) == 1
     assert len(list((tmp_path / "ops").glob("*.so"))) == 1
 
+
+def test_cxx_is_a_command_with_arguments(monkeypatch):
+    monkeypatch.setenv("CXX", "env CENTERNET_TEST=1 g++")
+    assert native.compiler_command() == ["env", "CENTERNET_TEST=1", "g++"]
+    monkeypatch.setenv("CXX", "no-such-launcher g++")
+    with pytest.raises(native.BuildError, match=r"no C\+\+ compiler \(no-such-launcher g\+\+\)"):
+        native.compiler_command()
+    monkeypatch.delenv("CXX")
+    assert native.compiler_command() == ["g++"]
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-5"])
+def test_a_build_timeout_that_is_not_a_positive_number_is_named(monkeypatch, value):
+    monkeypatch.setenv(native.ENV_TIMEOUT, value)
+    with pytest.raises(native.BuildError, match=f"{native.ENV_TIMEOUT}='{value}'"):
+        native.build_timeout()
+
+
+def test_a_compile_over_the_time_limit_is_stopped_and_targets_are_portable(tmp_path):
+    """A compiler that hangs: after CENTERNET_NATIVE_BUILD_TIMEOUT seconds it is killed (not
+    left running), a warning says why and what to do, and the targets are the portable ones."""
+    pid_file = tmp_path / "compiler.pid"
+    compiler = tmp_path / "slow-g++"
+    compiler.write_text(f'#!/bin/sh\necho $$ > "{pid_file}"\nexec sleep 120\n')
+    compiler.chmod(0o755)
+    portable = run_python(RENDER_ONCE, CENTERNET_NATIVE_TARGETS="0").communicate()[0].split()
+    start = time.monotonic()
+    process = run_python(RENDER_ONCE, CXX=str(compiler), CENTERNET_CACHE_DIR=str(tmp_path),
+                         CENTERNET_NATIVE_BUILD_TIMEOUT="2")
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr
+    assert time.monotonic() - start < 60
+    assert stdout.split() == portable
+    assert "compiling it took longer than 2 s (CENTERNET_NATIVE_BUILD_TIMEOUT)" in stderr
+    assert "python -m centernet.data.native build" in stderr
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid_file.read_text()), 0)
+
+
+def test_waiting_on_another_process_build_gives_up_at_the_time_limit(tmp_path, monkeypatch):
+    """Another process holds the build lock and does not finish: the wait ends at the limit,
+    with portable targets and a warning."""
+    monkeypatch.setenv("CENTERNET_CACHE_DIR", str(tmp_path))
+    lock_path = native.library_path().with_suffix(".lock")
+    lock_path.parent.mkdir(parents=True)
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        process = run_python(RENDER_ONCE, CENTERNET_CACHE_DIR=str(tmp_path),
+                             CENTERNET_NATIVE_BUILD_TIMEOUT="1")
+        stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr
+    assert stdout.split()[0] == "portable"
+    assert "another process has been building it for more than 1 s" in stderr
+
+
+def build_ahead(tmp_path, *args, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "centernet.data.native", "build", *args],
+                          cwd=ROOT, text=True, capture_output=True, timeout=600,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+                               "CENTERNET_CACHE_DIR": str(tmp_path), **env})
+
+
+def test_building_ahead_of_time_with_a_broken_compiler_fails_with_a_message(tmp_path):
+    result = build_ahead(tmp_path, CXX="false")
+    assert result.returncode == 2
+    assert "error: false failed on " in result.stderr
+    assert not list((tmp_path / "ops").glob("*.so"))
+
+
+@pytest.mark.slow
+def test_built_ahead_of_time_the_renderer_loads_without_a_compiler(tmp_path, library):
+    """`python -m centernet.data.native build` with a compiler given with arguments; then a
+    process without any compiler renders natively from that cache, and building again finds
+    the library there."""
+    first = build_ahead(tmp_path, CXX="env CENTERNET_TEST=1 g++")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("native target renderer ready: ")
+    libraries = list((tmp_path / "ops").glob("*.so"))
+    assert len(libraries) == 1 and str(libraries[0]) in first.stdout
+    process = run_python(RENDER_ONCE, CXX="no-such-compiler-here",
+                         CENTERNET_CACHE_DIR=str(tmp_path))
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0 and stdout.split()[0] == "native", stderr
+    again = build_ahead(tmp_path, CXX="no-such-compiler-here")
+    assert again.returncode == 0 and str(libraries[0]) in again.stdout, again.stderr
