@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("targets_op.cc")
 ENV_SWITCH = "CENTERNET_NATIVE_TARGETS"
 ENV_TIMEOUT = "CENTERNET_NATIVE_BUILD_TIMEOUT"
-DEFAULT_TIMEOUT = 120.0  # seconds; the compile takes about 6 s on a 2-core Xeon
+DEFAULT_TIMEOUT = 120.0  # seconds; the compile takes about 7 s on a 2-core Xeon
 AHEAD_OF_TIME = "python -m centernet.data.native build"
 _lock = threading.Lock()
 _loaded: dict = {}  # "library": the module, or None once it failed
@@ -113,7 +113,7 @@ def build(compiler: Sequence[str], timeout: Optional[float] = None,
         _acquire(lock, deadline, timeout)  # one build at a time; the others then find it
         if path.exists() and not force:
             return path
-        log.info("building the native target renderer once (about 5 s) into %s", path)
+        log.info("building the native target renderer once (about 7 s) into %s", path)
         with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
             partial = Path(scratch) / path.name
             _compile(_build_command(compiler, partial), deadline, timeout)
