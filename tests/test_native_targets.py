@@ -301,6 +301,11 @@ def build_ahead(tmp_path, *args, **env) -> subprocess.CompletedProcess:
                                "CENTERNET_CACHE_DIR": str(tmp_path), **env})
 
 
+def test_the_module_command_names_its_usage(capsys):
+    assert native.main(["compile"]) == 2
+    assert "usage: python -m centernet.data.native build [--force]" in capsys.readouterr().err
+
+
 def test_building_ahead_of_time_with_a_broken_compiler_fails_with_a_message(tmp_path):
     result = build_ahead(tmp_path, CXX="false")
     assert result.returncode == 2

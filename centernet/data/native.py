@@ -205,18 +205,19 @@ def build_ahead_of_time(force: bool = False) -> Path:
     return path
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """`python -m centernet.data.native build [--force]`: prints the library's path and the
-    seconds it took; exit status 2 with `error: ...` when it cannot be built."""
+def build_command(argv: Optional[Sequence[str]] = None,
+                  prog: str = "python -m centernet.data.native build") -> int:
+    """The ahead-of-time build as a command, `[--force]` (`argv`, default `sys.argv[1:]`;
+    `prog` names it in its help, e.g. `centernet build-ops`): prints the library's path and
+    the seconds it took; exit status 2 with `error: ...` when it cannot be built."""
     parser = argparse.ArgumentParser(
-        prog="python -m centernet.data.native",
-        description="Build the native target renderer ahead of time (into "
-                    "$CENTERNET_CACHE_DIR/ops, else ~/.cache/centernet/ops), with $CXX "
-                    "(default g++).")
-    commands = parser.add_subparsers(dest="command", required=True)
-    build_parser = commands.add_parser("build", help="compile it now, without a time limit")
-    build_parser.add_argument("--force", action="store_true",
-                              help="compile again even if the library is there")
+        prog=prog,
+        description="Compile the native target renderers now, without a time limit, into "
+                    "$CENTERNET_CACHE_DIR/ops (else ~/.cache/centernet/ops) with $CXX (default "
+                    "g++), for machines without a compiler at run time or users who cannot "
+                    "wait for the first start.")
+    parser.add_argument("--force", action="store_true",
+                        help="compile again even if the library is there")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     try:
@@ -226,6 +227,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     print(f"native target renderer ready: {path} ({time.perf_counter() - start:.1f} s)")
     return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """`python -m centernet.data.native build [--force]` (`argv`, default `sys.argv[1:]`)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] != ["build"]:
+        print("usage: python -m centernet.data.native build [--force]", file=sys.stderr)
+        return 2
+    return build_command(argv[1:])
 
 
 if __name__ == "__main__":
