@@ -6,11 +6,12 @@ Each function warms up (tracing, first allocations) and then times repeated runs
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import resource
 import time
-from typing import Callable, Dict
+from typing import Callable, Dict, Iterator, Optional
 
 import keras
 import numpy as np
@@ -20,7 +21,9 @@ from centernet.config import (DOWN_RATIO, ModelConfig, OptimizerConfig, Precisio
                               RunConfig)
 from centernet.data.pipeline import train_dataset
 from centernet.data.sources import build_source
-from centernet.data.targets import render_targets, render_targets_batch
+from centernet.data import native
+from centernet.data.targets import (render_targets, render_targets_batch, render_ttf_targets,
+                                    render_ttf_targets_batch)
 from centernet.engine.hardware import bfloat16_cpu_flags, cpu_flags
 from centernet.evaluation.decode import decode
 from centernet.model import build_model
@@ -52,23 +55,55 @@ def pipeline_throughput(cfg: RunConfig, batches: int = 30) -> Dict[str, float]:
             "batch_size": cfg.train.batch_size, "input_size": cfg.model.input_size}
 
 
-def render_targets_cost(num_objects: int, output_size: int = 128, num_classes: int = 80,
-                        max_objects: int = 128, images: int = 320,
-                        batch_size: int = 8) -> Dict[str, float]:
-    """Milliseconds per image of target rendering as the training pipeline runs it:
-    `render_targets_batch` on batches of `batch_size` images of `num_objects` random boxes on
-    an `output_size` grid, in a single-threaded `tf.data` map whose elements are consumed
-    inside TensorFlow (`Dataset.reduce`), as training's prefetching does (handing each element
-    to Python would add 0.2-0.3 ms that training never pays). `one_image_ms` renders each
-    image alone (`render_targets`, a map per image before `batch()`, the pipeline's way until
-    2026-11-30) the same way, for comparison; it leaves out the copy `batch()` then makes. The
-    median of 5 passes after a warm-up pass."""
-    images = max(images // batch_size, 1) * batch_size  # whole batches
+TARGET_RENDERERS = {  # targets.kind: (a batch, one image), the recipes' defaults otherwise
+    "centernet": (render_targets_batch, render_targets),
+    "ttfnet": (render_ttf_targets_batch, render_ttf_targets),
+}
+
+
+@contextlib.contextmanager
+def _renderer(native_kernel: bool) -> Iterator[str]:
+    """Targets traced inside the block use the native kernel (where it is available) or, with
+    `native_kernel` False, the TensorFlow ops (`CENTERNET_NATIVE_TARGETS`, read when a map is
+    traced); yields which one it is: "native" or "tensorflow"."""
+    before = os.environ.get(native.ENV_SWITCH)
+    os.environ[native.ENV_SWITCH] = "1" if native_kernel else "0"
+    try:
+        yield "native" if native.targets_op() is not None else "tensorflow"
+    finally:
+        if before is None:
+            del os.environ[native.ENV_SWITCH]
+        else:
+            os.environ[native.ENV_SWITCH] = before
+
+
+def _random_objects(num_objects: int, output_size: int, num_classes: int):
+    """`num_objects` random boxes `[N, 4]` float32 (sides 2 to a third of the grid, centres
+    anywhere on it) and labels `[N]` int32, the same for every call."""
     rng = np.random.default_rng(0)
     centres = rng.uniform(0, output_size, (num_objects, 2))
     sizes = rng.uniform(2, output_size / 3, (num_objects, 2))
-    boxes = tf.constant(np.concatenate([centres - sizes / 2, centres + sizes / 2], 1), tf.float32)
-    labels = tf.constant(rng.integers(0, num_classes, num_objects), tf.int32)
+    boxes = tf.constant(np.concatenate([centres - sizes / 2, centres + sizes / 2], 1),
+                        tf.float32)
+    return boxes, tf.constant(rng.integers(0, num_classes, num_objects), tf.int32)
+
+
+def render_targets_cost(num_objects: int, output_size: int = 128, num_classes: int = 80,
+                        max_objects: int = 128, images: int = 320, batch_size: int = 8,
+                        kind: str = "centernet", native_kernel: bool = True
+                        ) -> Dict[str, float]:
+    """Milliseconds per image of target rendering as the training pipeline runs it: the
+    `kind` recipe's batch renderer (`TARGET_RENDERERS`) on batches of `batch_size` images of
+    `num_objects` random boxes on an `output_size` grid, in a single-threaded `tf.data` map
+    whose elements are consumed inside TensorFlow (`Dataset.reduce`), as training's
+    prefetching does (handing each element to Python would add 0.2-0.3 ms that training never
+    pays). `native_kernel` False times the TensorFlow ops; `renderer` says which one ran.
+    `one_image_ms` renders each image alone (a map per image before `batch()`, the pipeline's
+    way until 2026-11-30) the same way, for comparison; it leaves out the copy `batch()` then
+    makes. The median of 5 passes after a warm-up pass."""
+    images = max(images // batch_size, 1) * batch_size  # whole batches
+    boxes, labels = _random_objects(num_objects, output_size, num_classes)
+    render_batch, render_one = TARGET_RENDERERS[kind]
     options = tf.data.Options()
     options.threading.private_threadpool_size = 1
 
@@ -81,15 +116,46 @@ def render_targets_cost(num_objects: int, output_size: int = 128, num_classes: i
 
     batch = (tf.tile(boxes[tf.newaxis], [batch_size, 1, 1]),
              tf.tile(labels[tf.newaxis], [batch_size, 1]))
-    batched = tf.data.Dataset.from_tensors(batch).repeat(images // batch_size).map(
-        lambda b, l: render_targets_batch(b, l, output_size, num_classes, max_objects),
-        num_parallel_calls=1, deterministic=True)
-    alone = tf.data.Dataset.from_tensors((boxes, labels)).repeat(images).map(
-        lambda b, l: render_targets(b, l, output_size, num_classes, max_objects),
-        num_parallel_calls=1, deterministic=True)
+    with _renderer(native_kernel) as renderer:  # the maps are traced here
+        batched = tf.data.Dataset.from_tensors(batch).repeat(images // batch_size).map(
+            lambda b, l: render_batch(b, l, output_size, num_classes, max_objects),
+            num_parallel_calls=1, deterministic=True)
+        alone = tf.data.Dataset.from_tensors((boxes, labels)).repeat(images).map(
+            lambda b, l: render_one(b, l, output_size, num_classes, max_objects),
+            num_parallel_calls=1, deterministic=True)
     return {"ms_per_image": ms_per_image(batched), "one_image_ms": ms_per_image(alone),
-            "objects": num_objects, "batch_size": batch_size, "output_size": output_size,
-            "classes": num_classes}
+            "kind": kind, "renderer": renderer, "objects": num_objects,
+            "batch_size": batch_size, "output_size": output_size, "classes": num_classes}
+
+
+def targets_peak_mb(num_objects: int = 100, batch_size: int = 16, output_size: int = 128,
+                    num_classes: int = 80, max_objects: int = 128, kind: str = "ttfnet",
+                    native_kernel: bool = True) -> Dict[str, Optional[float]]:
+    """MiB that TensorFlow's pooled CPU allocator holds at the peak while one batch's targets
+    render in a `tf.function` (as in the pipeline's map; by default a 512 px batch of 16 with
+    100 random objects each), above what it held before (`peak_mb`, the outputs included),
+    and the outputs alone (`outputs_mb`). None where the allocator keeps no statistics
+    (`TF_CPU_ALLOCATOR_USE_BFC=false`)."""
+    boxes, labels = _random_objects(num_objects, output_size, num_classes)
+    boxes = tf.tile(boxes[tf.newaxis], [batch_size, 1, 1])
+    labels = tf.tile(labels[tf.newaxis], [batch_size, 1])
+    with _renderer(native_kernel) as renderer:
+        render = tf.function(
+            lambda b, l: TARGET_RENDERERS[kind][0](b, l, output_size, num_classes, max_objects),
+            input_signature=[tf.TensorSpec([None, None, 4], tf.float32),
+                             tf.TensorSpec([None, None], tf.int32)])
+        render(boxes[:, :1], labels[:, :1])  # traced, on one object per image
+    try:
+        tf.config.experimental.reset_memory_stats("CPU:0")
+        before = tf.config.experimental.get_memory_info("CPU:0")["current"]
+    except ValueError:  # an allocator without statistics
+        return {"peak_mb": None, "outputs_mb": None, "renderer": renderer, "kind": kind}
+    outputs = render(boxes, labels)
+    peak = tf.config.experimental.get_memory_info("CPU:0")["peak"] - before
+    size = sum(value.numpy().nbytes for value in outputs.values())
+    return {"peak_mb": peak / 2 ** 20, "outputs_mb": size / 2 ** 20, "renderer": renderer,
+            "kind": kind, "objects": num_objects, "batch_size": batch_size,
+            "output_size": output_size, "classes": num_classes}
 
 
 def train_step_function(model_cfg: ModelConfig, batch_size: int, num_classes: int,
@@ -464,8 +530,10 @@ def suite(cfg: RunConfig, model_name: str, input_size: int, batch_size: int, num
         run, batches=5 if quick else 30)["images_per_sec"]
     progress("targets")
     images = 32 if quick else 320
-    figures["targets_ms_10"] = render_targets_cost(10, images=images)["ms_per_image"]
-    figures["targets_ms_100"] = render_targets_cost(100, images=images)["ms_per_image"]
+    for kind, prefix in (("centernet", "targets"), ("ttfnet", "ttf_targets")):
+        for objects in (10, 100):
+            figures[f"{prefix}_ms_{objects}"] = render_targets_cost(
+                objects, images=images, kind=kind)["ms_per_image"]
     progress("decode")
     figures["decode_ms_b8"] = decode_cost(8, 128, 80, 100,
                                           repeats=3 if quick else 20)["ms_per_batch"]

@@ -40,6 +40,19 @@ def compose_config(overrides: List[str], name: str = "train"):
         GlobalHydra.instance().clear()
 
 
+@pytest.fixture(params=["native", "portable"])
+def renderer(request, monkeypatch):
+    """Runs a target test on both renderers: the native kernel (`centernet/data/targets_op.cc`)
+    and the portable TensorFlow ops (`CENTERNET_NATIVE_TARGETS=0`)."""
+    from centernet.data import native
+
+    if request.param == "portable":
+        monkeypatch.setenv(native.ENV_SWITCH, "0")
+    elif native.targets_op() is None:
+        pytest.skip("the native target renderer is unavailable here (see the log's warning)")
+    return request.param
+
+
 @pytest.fixture(scope="session")
 def tfds_dir(tmp_path_factory) -> Path:
     """One TFDS data dir for the whole test session (shapes configs are prepared once)."""

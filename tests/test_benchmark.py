@@ -4,13 +4,15 @@ figures the suite prints, not in tests."""
 
 import json
 
+import pytest
 from conftest import run_script
 
 from centernet.engine.hardware import bfloat16_cpu_flags, cpu_flags
 
 SUITE_KEYS = ("train_img_per_s", "train_gflops_per_s", "pipeline_img_per_s", "targets_ms_10",
-              "targets_ms_100", "decode_ms_b8", "focal_stable_ms", "focal_naive_ms", "eval_s",
-              "peak_rss_mb", "matmul_fp32_gflops", "train_share_of_peak")
+              "targets_ms_100", "ttf_targets_ms_10", "ttf_targets_ms_100", "decode_ms_b8",
+              "focal_stable_ms", "focal_naive_ms", "eval_s", "peak_rss_mb",
+              "matmul_fp32_gflops", "train_share_of_peak")
 # figures a CPU without native bfloat16 does not give (null in the JSON)
 BF16_KEYS = ("matmul_bf16_gflops", "train_bf16_img_per_s", "train_bf16_share_of_peak")
 
@@ -45,6 +47,23 @@ def test_suite_writes_every_figure_positive(smoke_overrides, tmp_path):
                    ) < 1e-6 * figures["matmul_bf16_gflops"]
     for key in SUITE_KEYS + BF16_KEYS * native:  # the table names every figure too
         assert f"{figures[key]:.4g}" in result.stdout, key
+
+
+@pytest.mark.parametrize("kind", ["centernet", "ttfnet"])
+def test_target_figures_name_the_renderer_that_ran(kind):
+    """The targets benchmark's figures on a tiny grid: positive times from each renderer,
+    named as it ran, and a peak memory that holds at least the outputs."""
+    from centernet import benchmark
+    from centernet.data import native
+
+    for fast in (False, True):
+        result = benchmark.render_targets_cost(3, output_size=16, num_classes=3, images=16,
+                                               kind=kind, native_kernel=fast)
+        assert result["ms_per_image"] > 0 and result["one_image_ms"] > 0
+        ran = "native" if fast and native.targets_op() is not None else "tensorflow"
+        assert result["renderer"] == ran and result["kind"] == kind
+        memory = benchmark.targets_peak_mb(5, 2, 16, 3, kind=kind, native_kernel=fast)
+        assert memory["peak_mb"] >= memory["outputs_mb"] > 0 and memory["renderer"] == ran
 
 
 def test_profile_groups_a_real_trace_by_kind(tmp_path):

@@ -9,19 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from centernet.data import native
 from centernet.data import targets as T
 
-
-@pytest.fixture(autouse=True, params=["native", "portable"])
-def renderer(request, monkeypatch):
-    """Every test here runs on both renderers: the native kernel (`targets_op.cc`) and the
-    portable TensorFlow ops (`CENTERNET_NATIVE_TARGETS=0`)."""
-    if request.param == "portable":
-        monkeypatch.setenv(native.ENV_SWITCH, "0")
-    elif native.targets_op() is None:
-        pytest.skip("the native target renderer is unavailable here (see the log's warning)")
-    return request.param
+pytestmark = pytest.mark.usefixtures("renderer")  # every test on both renderers (conftest)
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,7 +3,9 @@ paper (Liu et al., "Training-Time-Friendly Network for Real-Time Object Detectio
 2020, section 3 and its released code's conventions), not from the implementation:
 
 - `render_ttf_targets`: elliptical Gaussian heatmap, box regression region and weights, drawn
-  object by object in a Python loop, largest box first so smaller ones overwrite;
+  object by object in a Python loop, largest box first so smaller ones overwrite (on both
+  renderers, the native kernel and the TensorFlow ops); and the memory either holds while
+  rendering a crowded batch: never a plane per object;
 - `dense_giou_loss`: GIoU per cell in float64, and its gradient by central differences.
 """
 
@@ -11,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from centernet.data.targets import render_ttf_targets
+from centernet.data.targets import render_ttf_targets, render_ttf_targets_batch
 from centernet.losses import centernet_loss, dense_giou_loss
 
 
@@ -59,6 +61,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
+@pytest.mark.usefixtures("renderer")
 def test_ttf_targets_match_float64_reference(case):
     boxes, labels = CASES[case]
     size, classes = 32, 3
@@ -71,6 +74,7 @@ def test_ttf_targets_match_float64_reference(case):
     np.testing.assert_allclose(t["box_weight"].numpy(), box_weight, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.usefixtures("renderer")
 def test_ttf_heatmap_peaks_are_exactly_one_at_the_centres_and_follow_the_aspect_ratio():
     t = render_ttf_targets(tf.constant([[2.0, 10.0, 30.0, 16.0]]), tf.constant([0]), 32, 1, 4)
     heatmap = t["heatmap"].numpy()[..., 0]
@@ -79,12 +83,14 @@ def test_ttf_heatmap_peaks_are_exactly_one_at_the_centres_and_follow_the_aspect_
     assert np.count_nonzero(row) > np.count_nonzero(column)  # wide box, wide Gaussian
 
 
+@pytest.mark.usefixtures("renderer")
 def test_ttf_weights_of_an_unshared_object_sum_to_the_log_of_its_input_pixel_area():
     t = render_ttf_targets(tf.constant([[4.0, 4.0, 20.0, 12.0]]), tf.constant([0]), 32, 1, 4,
                            stride=4)
     np.testing.assert_allclose(t["box_weight"].numpy().sum(), np.log(16 * 8 * 16), rtol=1e-5)
 
 
+@pytest.mark.usefixtures("renderer")
 def test_ttf_centre_targets_are_those_of_render_targets():
     from centernet.data.targets import render_targets
     boxes = tf.constant([[3.2, 4.7, 20.1, 12.9], [10.0, 11.0, 16.5, 17.0]])
@@ -93,6 +99,35 @@ def test_ttf_centre_targets_are_those_of_render_targets():
     centre = render_targets(boxes, labels, 32, 3, 8, clip_to_edge=True)
     for key in ("wh", "reg", "ind", "mask", "num_dropped"):
         np.testing.assert_array_equal(ttf[key].numpy(), centre[key].numpy(), err_msg=key)
+
+
+def peak_bytes(render) -> int:
+    """Peak bytes TensorFlow's pooled CPU allocator (on since `import centernet`) held while
+    `render()` ran, above what it held before."""
+    tf.config.experimental.reset_memory_stats("CPU:0")
+    before = tf.config.experimental.get_memory_info("CPU:0")["current"]
+    render()
+    return tf.config.experimental.get_memory_info("CPU:0")["peak"] - before
+
+
+@pytest.mark.usefixtures("renderer")
+def test_ttf_targets_of_a_crowded_batch_never_hold_a_plane_per_object():
+    """4 images of 400 small boxes each on a 128 x 128 grid: one float32 plane per object
+    would be 1600 x 64 KiB = 100 MiB; the windows and the outputs (6 planes per image) take a
+    few MiB, traced as the pipeline runs it."""
+    rng = np.random.default_rng(0)
+    centres = rng.uniform(0, 128, (4, 400, 2))
+    sizes = rng.uniform(1, 20, (4, 400, 2))
+    boxes = np.concatenate([centres - sizes / 2, centres + sizes / 2], -1).astype(np.float32)
+    labels = np.zeros((4, 400), np.int32)
+    render = tf.function(lambda b, l: render_ttf_targets_batch(b, l, 128, 1, 512),
+                         input_signature=[tf.TensorSpec([None, None, 4], tf.float32),
+                                          tf.TensorSpec([None, None], tf.int32)])
+    render(boxes[:, :1], labels[:, :1])  # traced and warmed up on one object per image
+    peak = peak_bytes(lambda: render(boxes, labels)["box_weight"].numpy())
+    plane_per_object = 4 * 400 * 128 * 128 * 4
+    outputs = 4 * 128 * 128 * 4 * (1 + 4 + 1)
+    assert outputs < peak < plane_per_object / 8, f"{peak / 2 ** 20:.1f} MiB"
 
 
 # --------------------------------------------------------------------------------------------
@@ -194,12 +229,12 @@ def test_centernet_loss_uses_the_dense_giou_with_ttf_targets():
                                + float(parts["offset"]) + 5.0 * float(parts["giou"]), rtol=1e-6)
 
 
+@pytest.mark.usefixtures("renderer")
 def test_ttf_batch_matches_the_reference_image_by_image():
     """A padded batch of the cases above (zero rows pad the shorter ones): each image gets the
     float64 reference's targets of its own boxes, and no object of one image owns a cell of
     another (the ranks that choose a cell's owner run over the whole batch)."""
     from test_targets import padded_batch
-    from centernet.data.targets import render_ttf_targets_batch
     scenes = [(np.asarray(b, np.float32).reshape(-1, 4), np.asarray(l, np.int32))
               for b, l in CASES.values()]
     boxes, labels = padded_batch(scenes)

@@ -27,6 +27,7 @@ COMMANDS = {
     "benchmark": ("benchmark", "performance figures: benchmark WHAT (see benchmark --help)"),
     "compare-losses": ("compare_losses", "train every focal-loss form side by side"),
     "loss-numerics": ("loss_numerics", "where each focal-loss form breaks, by dtype"),
+    "build-ops": ("build_ops", "compile the native target renderers ahead of time"),
 }
 
 

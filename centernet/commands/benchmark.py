@@ -2,7 +2,9 @@
 scripts/benchmark.py ...`).
 
   pipeline      training input pipeline images/s (no model)       [hydra-style overrides]
-  targets       render_targets ms per image at --objects N
+  targets       each recipe's targets (--recipes) in ms per image at --objects N, the
+                TensorFlow ops and the native kernel side by side, and the peak memory of
+                one 512 px batch of 16 with 100 objects each (128x128 output, 80 classes)
   train-step    model train-step images/s (--model, --input-size, --batch-size, --classes,
                 --precision, --jit)
   decode        decode ms for a batch (--batch-size, --output-size, --classes, --k)
@@ -64,6 +66,10 @@ SUITE_ROWS = [  # (key, what, unit); a figure the machine cannot give (bfloat16 
     ("pipeline_img_per_s", "input pipeline (augment, targets, batch)", "images/s"),
     ("targets_ms_10", "targets, 128x128x80, 10 objects", "ms/image"),
     ("targets_ms_100", "targets, 128x128x80, 100 objects", "ms/image"),
+    ("ttf_targets_ms_10", "TTFNet targets (default recipe), 128x128x80, 10 objects",
+     "ms/image"),
+    ("ttf_targets_ms_100", "TTFNet targets (default recipe), 128x128x80, 100 objects",
+     "ms/image"),
     ("decode_ms_b8", "decode, batch 8, 128x128x80, K=100", "ms/batch"),
     ("focal_stable_ms", "focal loss stable, fwd+bwd, 16x128x128x80", "ms"),
     ("focal_naive_ms", "focal loss naive, fwd+bwd, 16x128x128x80", "ms"),
@@ -110,6 +116,40 @@ def run_index(args) -> None:
     for name, start in starts.items():
         print(f"{name:<12}  {start['imports_s']:>9.2f}  {start['index_s']:>8.2f}  "
               f"{start['images']:>7}  {start['checked']:>7}")
+
+
+def run_targets(args) -> None:
+    """`targets`: per recipe and object count, ms per image with the TensorFlow ops and with
+    the native kernel, one JSON line each and a Markdown table; then the peak memory of one
+    512 px batch of 16 with 100 objects each, per recipe and renderer."""
+    from centernet import benchmark
+
+    rows, memory = [], []
+    for kind in args.recipes:
+        for objects in args.objects:
+            pair = [benchmark.render_targets_cost(objects, kind=kind, native_kernel=fast)
+                    for fast in (False, True)]
+            for result in pair:
+                print(json.dumps({"benchmark": "targets", **result}))
+            rows.append((kind, objects, *pair))
+        for fast in (False, True):
+            memory.append(benchmark.targets_peak_mb(kind=kind, native_kernel=fast))
+            print(json.dumps({"benchmark": "targets_memory", **memory[-1]}))
+    print(f"\n{machine_line()}; 128x128 output, 80 classes, batch 8, one-thread tf.data map")
+    print("\n| recipe | objects | TensorFlow ops (ms/image) | native kernel (ms/image) | "
+          "speed-up |")
+    print("|---|---:|---:|---:|---:|")
+    for kind, objects, portable, fast in rows:
+        ran = "" if fast["renderer"] == "native" else " (unavailable: TensorFlow ops)"
+        print(f"| {kind} | {objects} | {portable['ms_per_image']:.3f} | "
+              f"{fast['ms_per_image']:.3f}{ran} | "
+              f"{portable['ms_per_image'] / fast['ms_per_image']:.1f}x |")
+    print("\n| recipe | renderer | peak MiB, batch of 16 x 100 objects | of which outputs |")
+    print("|---|---|---:|---:|")
+    for figures in memory:
+        peak, outputs = ("n/a" if figures[key] is None else f"{figures[key]:.1f}"
+                         for key in ("peak_mb", "outputs_mb"))
+        print(f"| {figures['kind']} | {figures['renderer']} | {peak} | {outputs} |")
 
 
 def run_profile(args) -> None:
@@ -218,7 +258,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=50,
                         help="export: timed single-image detections per format")
     parser.add_argument("--recipes", nargs="+", default=["centernet", "ttfnet"],
-                        help="time-to-accuracy: the recipes to train")
+                        help="time-to-accuracy: the recipes to train; targets: the recipes "
+                        "whose targets to time")
     parser.add_argument("--runs", nargs="+", metavar="NAME=DIR",
                         help="time-to-accuracy: report these run directories, no training")
     args = parser.parse_intermixed_args()  # overrides may come before or after options
@@ -232,6 +273,9 @@ def main() -> None:
     if args.what == "profile":
         run_profile(args)
         return
+    if args.what == "targets":
+        run_targets(args)
+        return
     if args.what == "time-to-accuracy":
         run_time_to_accuracy(args)
         return
@@ -243,8 +287,6 @@ def main() -> None:
         return
     if args.what == "pipeline":
         results = [benchmark.pipeline_throughput(composed(args.overrides))]
-    elif args.what == "targets":
-        results = [benchmark.render_targets_cost(n) for n in args.objects]
     elif args.what == "train-step":
         model = ModelConfig(name=args.model, input_size=args.input_size)
         results = [benchmark.train_step_throughput(model, args.batch_size, args.classes,

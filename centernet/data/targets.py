@@ -11,20 +11,24 @@ float64 so that the integer centres and radii match a float64 reference exactly,
 in float32.
 
 Two renderers give bit-identical targets (tests/test_native_targets.py): where a C++ compiler
-is at hand, `render_targets_batch` (without dense targets) runs as one native kernel,
-`targets_op.cc`, built on first use by `native.py`: TensorFlow's fixed cost per op alone (about
-170 ops) is more than the whole kernel takes. Everywhere else, and for the dense and TTFNet
-targets, the TensorFlow ops below render them; they are also the specification the kernel
-follows, with two tables (`_window_tables`) computed by the same float64 formulas.
+is at hand (or the library was built ahead of time), `render_targets_batch` (without dense
+targets) and `render_ttf_targets_batch` run as one native kernel each, `targets_op.cc`, built
+by `native.py`: TensorFlow's fixed cost per op alone (about 170 ops) is more than the whole
+kernel takes. Everywhere else, and for the dense targets, the TensorFlow ops below render
+them; they are also the specification the kernels follow, with tables (`_window_tables`,
+`_gaussian_table`) and TTFNet's `log(area)` (`_log_areas`) computed by TensorFlow.
 
-Memory: the heatmaps' windows are sparse, but TTFNet's regression targets and the optional
-dense targets hold one `[H, W]` float32 plane per object of the batch while rendering (for
-example 32 images of 20 objects on a 128 x 128 grid: 42 MB per plane stack).
+Memory: the heatmaps and TTFNet's box regression are drawn from each object's window alone
+(`_windows`: one entry per window cell, then a few `[B, H, W]` planes), so a crowded batch
+does not hold a plane per object (4 images of 400 objects on a 128 x 128 grid: 3.6 MiB at
+the peak, against 332 MiB with full planes); the optional dense targets still hold one
+`[H, W]` float32 plane per object of the batch while rendering.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from typing import Dict, NamedTuple, Sequence, Tuple, Union
 
 import numpy as np
@@ -84,28 +88,48 @@ def _gaussian_1d(coords: tf.Tensor, centres: tf.Tensor, radii: tf.Tensor,
     return tf.cast(tf.where(inside, values, tf.zeros_like(values)), tf.float32)
 
 
-def _window_heatmap(objects: "_Objects", radii: Tuple[tf.Tensor, tf.Tensor],
-                    sigmas: Tuple[tf.Tensor, tf.Tensor], height: int, width: int,
-                    num_classes: int) -> tf.Tensor:
-    """The batch's class heatmaps from each object's Gaussian window alone.
+class _Windows(NamedTuple):
+    """The cells of each object's Gaussian window inside the grid, in one flat list of
+    `M = sum of window areas` entries (not `N x H x W`), object by object, row by row:
+    `owner` `[M]` int32 the object, `cell` `[M]` its flat position `(image * H + y) * W + x`
+    (`_index_type`), `label` `[M]` int32 the object's class, `value` `[M]` float32 the window's
+    Gaussian there, `factor_y * factor_x`; and per object the factors along each axis,
+    `factor_x`, `factor_y` `[N, S]` float32 (S the widest window; entry `i` is the factor at
+    the window's `i`-th column or row inside the grid, meaningful for `i < span`), and
+    `span_x`, `span_y` `[N]` int32, the window's columns and rows inside the grid."""
 
-    Object `n` covers the cells `|x - int_x[n]| <= radius_x[n]`, `|y - int_y[n]| <= radius_y[n]`
-    inside the grid with `exp(-dy^2 / 2 sigma_y^2) * exp(-dx^2 / 2 sigma_x^2)`: each factor in
-    float64, cast to float32, multiplied in float32, as `_gaussian_1d` draws the full planes.
-    The factors come from per-object tables `[N, S]` (S = the widest window); the windows'
-    cells are laid out in one flat list of `M = sum of window areas` entries (not
-    `N x H x W`; the counters are int32: M stays far below 2^31), cells shared by windows of
-    one class in one image keep their maximum
-    (`unsorted_segment_max` over `tf.unique`), and the result is written into a zero
-    `[B, H, W, C]` tensor in one pass (`SparseToDense`; a scatter-max into zeros measured
-    1.5-2x slower). The op count is kept low on purpose: at 10 objects each op's fixed cost,
-    not the arithmetic, is most of the time.
+    owner: tf.Tensor
+    cell: tf.Tensor
+    label: tf.Tensor
+    value: tf.Tensor
+    factor_x: tf.Tensor
+    factor_y: tf.Tensor
+    span_x: tf.Tensor
+    span_y: tf.Tensor
 
-    Args: objects: the kept objects (`int_x`, `int_y`, `labels`, `image` `[N]`, and
-        `batch_size`); radii and sigmas `(x, y)` pairs of `[N]` float64 (the same tensor twice
-        for a round Gaussian).
-    Returns: `[B, H, W, C]` float32, per image the element-wise maximum of its objects'
-        Gaussians per class.
+
+def _index_type(objects: "_Objects", height: int, width: int, num_classes: int) -> tf.DType:
+    """int32 for flat heatmap indices where `B * H * W * C` is known to fit (the pipeline's
+    batches have a static size), int64 otherwise."""
+    fits = (isinstance(objects.batch_size, int)
+            and objects.batch_size * height * width * num_classes < 2 ** 31)
+    return tf.int32 if fits else tf.int64
+
+
+def _windows(objects: "_Objects", radii: Tuple[tf.Tensor, tf.Tensor],
+             sigmas: Tuple[tf.Tensor, tf.Tensor], height: int, width: int,
+             index_type: tf.DType) -> _Windows:
+    """The cells of each object's window: `|x - int_x[n]| <= radius_x[n]`,
+    `|y - int_y[n]| <= radius_y[n]`, inside the grid, with the value
+    `exp(-dy^2 / 2 sigma_y^2) * exp(-dx^2 / 2 sigma_x^2)`: each factor in float64, cast to
+    float32, multiplied in float32 (as `_gaussian_1d` draws full planes). The factors come from
+    per-object tables `[N, S]`; the counters are int32 (M stays far below 2^31). The op count
+    is kept low on purpose: at 10 objects each op's fixed cost, not the arithmetic, is most of
+    the time.
+
+    Args: objects: the kept objects (`int_x`, `int_y`, `labels`, `image` `[N]`); radii and
+        sigmas `(x, y)` pairs of `[N]` float64 (the same tensor twice for a round Gaussian);
+        index_type: the dtype of `cell`.
     """
     (radius_x, radius_y), (sigma_x, sigma_y) = radii, sigmas
     int_x, int_y = objects.int_x, objects.int_y
@@ -120,8 +144,9 @@ def _window_heatmap(objects: "_Objects", radii: Tuple[tf.Tensor, tf.Tensor],
     def factors(start, centre, sigma):  # [N, S] float32: the Gaussian along one window axis
         delta = tf.cast(start, tf.float64)[:, tf.newaxis] + offsets - centre[:, tf.newaxis]
         two_sigma_sq = (2.0 * sigma * sigma)[:, tf.newaxis]
-        return tf.reshape(tf.cast(tf.exp(-(delta * delta) / two_sigma_sq), tf.float32), [-1])
+        return tf.cast(tf.exp(-(delta * delta) / two_sigma_sq), tf.float32)
 
+    factor_x, factor_y = factors(x0, int_x, sigma_x), factors(y0, int_y, sigma_y)
     cells = span_x * span_y
     ends = tf.cumsum(cells)
     entry = tf.range(tf.reduce_sum(cells))  # [M] one entry per window cell
@@ -133,19 +158,28 @@ def _window_heatmap(objects: "_Objects", radii: Tuple[tf.Tensor, tf.Tensor],
     row = tf.truncatediv(position, row_length)  # floor division: both are non-negative
     column = position - row * row_length
     table = owner * widest
-    values = (tf.gather(factors(y0, int_y, sigma_y), table + row)
-              * tf.gather(factors(x0, int_x, sigma_x), table + column))
-    # int32 indices where B * H * W * C is known to fit (the pipeline's batches have a static
-    # size), int64 otherwise
-    fits = (isinstance(objects.batch_size, int)
-            and objects.batch_size * height * width * num_classes < 2 ** 31)
-    index_type = tf.int32 if fits else tf.int64
-    flat_index = ((tf.cast(image * height + top + row, index_type) * width
-                   + tf.cast(left + column, index_type)) * num_classes
-                  + tf.cast(label, index_type))
+    value = (tf.gather(tf.reshape(factor_y, [-1]), table + row)
+             * tf.gather(tf.reshape(factor_x, [-1]), table + column))
+    cell = (tf.cast(image * height + top + row, index_type) * width
+            + tf.cast(left + column, index_type))
+    return _Windows(owner, cell, label, value, factor_x, factor_y, span_x, span_y)
+
+
+def _window_heatmap(windows: _Windows, batch_size: Union[int, tf.Tensor], height: int,
+                    width: int, num_classes: int) -> tf.Tensor:
+    """The batch's class heatmaps from the objects' windows alone: cells shared by windows of
+    one class in one image keep their maximum (`unsorted_segment_max` over `tf.unique`), and
+    the result is written into a zero `[B, H, W, C]` tensor in one pass (`SparseToDense`; a
+    scatter-max into zeros measured 1.5-2x slower).
+
+    Returns: `[B, H, W, C]` float32, per image the element-wise maximum of its objects'
+        Gaussians per class.
+    """
+    index_type = windows.cell.dtype
+    flat_index = windows.cell * num_classes + tf.cast(windows.label, index_type)
     cell, which = tf.unique(flat_index)  # overlapping windows of one class share cells
-    peak = tf.math.unsorted_segment_max(values, which, tf.size(cell))
-    size = tf.cast(objects.batch_size, index_type) * (height * width * num_classes)
+    peak = tf.math.unsorted_segment_max(windows.value, which, tf.size(cell))
+    size = tf.cast(batch_size, index_type) * (height * width * num_classes)
     heatmap = tf.raw_ops.SparseToDense(sparse_indices=cell, output_shape=size[tf.newaxis],
                                        sparse_values=peak, default_value=0.0,
                                        validate_indices=False)
@@ -214,14 +248,15 @@ def render_targets_batch(boxes, labels, output_size: OutputSize, num_classes: in
     if library is not None:
         return _native_targets(library, boxes, labels, height, width, num_classes, max_objects,
                                min_overlap, clip_to_edge)
-    objects = _kept_objects(boxes, labels, height, width, num_classes, max_objects,
-                            clip_to_edge)
+    objects = _kept_objects(_clip_boxes(boxes, height, width, clip_to_edge), labels,
+                            num_classes, max_objects)
     box_w, box_h = objects.x2 - objects.x1, objects.y2 - objects.y1
     radii = tf.maximum(tf.floor(gaussian_radius(tf.math.ceil(box_h), tf.math.ceil(box_w),
                                                 min_overlap)), 0.0)
     sigmas = (2 * radii + 1) / 6
-    heatmap = _window_heatmap(objects, (radii, radii), (sigmas, sigmas), height, width,
-                              num_classes)
+    windows = _windows(objects, (radii, radii), (sigmas, sigmas), height, width,
+                       _index_type(objects, height, width, num_classes))
+    heatmap = _window_heatmap(windows, objects.batch_size, height, width, num_classes)
     centre = _centre_targets(objects, width, max_objects)
     dense = {}
     if dense_wh or dense_reg:
@@ -250,28 +285,35 @@ def _native_targets(library, boxes, labels, height: int, width: int, num_classes
 @functools.lru_cache(maxsize=32)
 def _window_tables(height: int, width: int, min_overlap: float, clip_to_edge: bool
                    ) -> Tuple[np.ndarray, np.ndarray]:
-    """The native renderer's tables, from this module's float64 formulas (computed eagerly
-    once per grid):
+    """The native CenterNet renderer's tables, from this module's float64 formulas (computed
+    eagerly once per grid):
 
     - radius `[max_y + 1, max_x + 1]` int32: `max(floor(gaussian_radius(h, w)), 0)` for every
       `h = ceil(box height)`, `w = ceil(box width)` a box clipped to the grid can have;
-    - Gaussian `[R + 1, R + 1]` float32 (R the largest radius): row `r`, column `d <= r` the
-      window factor `exp(-d^2 / 2 sigma^2)`, `sigma = (2 r + 1) / 6`, computed in float64 and
-      cast, as `_window_heatmap` computes it (0 beyond the window, `d > r`).
+    - Gaussian: `_gaussian_table` up to the largest of those radii.
     """
     max_x, max_y = (width, height) if clip_to_edge else (width - 1, height - 1)
     with tf.init_scope():  # eager, also while a tf.data map or tf.function is traced
         box_h = tf.range(max_y + 1, dtype=tf.float64)[:, tf.newaxis]
         box_w = tf.range(max_x + 1, dtype=tf.float64)[tf.newaxis, :]
         radius = tf.maximum(tf.floor(gaussian_radius(box_h, box_w, min_overlap)), 0.0)
-        largest = int(tf.reduce_max(radius))
+        radius = radius.numpy().astype(np.int32)
+    return radius, _gaussian_table(int(radius.max()))
+
+
+@functools.lru_cache(maxsize=32)
+def _gaussian_table(largest: int) -> np.ndarray:
+    """`[R + 1, R + 1]` float32 (R = `largest` radius): row `r`, column `d <= r` the window
+    factor `exp(-d^2 / 2 sigma^2)`, `sigma = (2 r + 1) / 6`, computed in float64 by
+    TensorFlow and cast, as `_windows` computes it (0 beyond the window, `d > r`). Computed
+    eagerly, also while a tf.data map or tf.function is traced."""
+    with tf.init_scope():
         radii = tf.range(largest + 1, dtype=tf.float64)[:, tf.newaxis]
         distance = tf.range(largest + 1, dtype=tf.float64)[tf.newaxis, :]
         sigma = (2 * radii + 1) / 6
         two_sigma_sq = 2.0 * sigma * sigma
         gaussian = tf.cast(tf.exp(-(distance * distance) / two_sigma_sq), tf.float32)
-        gaussian = tf.where(distance <= radii, gaussian, 0.0)  # only d <= r is ever read
-        return radius.numpy().astype(np.int32), gaussian.numpy()
+        return tf.where(distance <= radii, gaussian, 0.0).numpy()  # only d <= r is ever read
 
 
 def _one_image(values, row_length: int = 0) -> tf.Tensor:
@@ -288,8 +330,9 @@ def _first_of(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
 class _Objects(NamedTuple):
     """The boxes of a batch that get targets, clipped, in float64 output pixels (`[N]` each,
     image by image, in input order), with their labels, image and slot in it (`[N]` int32),
-    integer centres, and per image `[B]` the count kept and dropped for want of a slot.
-    `batch_size` is a Python int where the batch's size is static."""
+    integer centres, their `position` `[N, 2]` int64 `(image, box)` in the padded batch, and
+    per image `[B]` the count kept and dropped for want of a slot. `batch_size` is a Python
+    int where the batch's size is static."""
 
     x1: tf.Tensor
     y1: tf.Tensor
@@ -302,36 +345,40 @@ class _Objects(NamedTuple):
     centre_y: tf.Tensor
     int_x: tf.Tensor
     int_y: tf.Tensor
+    position: tf.Tensor
     batch_size: Union[int, tf.Tensor]
     num_kept: tf.Tensor
     num_dropped: tf.Tensor
 
 
-def _kept_objects(boxes, labels, height: int, width: int, num_classes: int, max_objects: int,
-                  clip_to_edge: bool) -> _Objects:
-    """Clip a batch's boxes (`[B, N, 4]`, labels `[B, N]`) to the grid (`W - 1`, or `W` with
-    `clip_to_edge`), skip those without area, keep each image's first `max_objects` (see
-    `render_targets`). Written with few ops: at 10 objects each op's fixed cost, not the
-    arithmetic, is most of the time."""
-    boxes = tf.cast(boxes, tf.float64)
+def _clip_boxes(boxes, height: int, width: int, clip_to_edge: bool) -> tf.Tensor:
+    """A batch's boxes `[B, N, 4]` clipped to the grid (`W - 1`, or `W` with `clip_to_edge`),
+    float64 output pixels."""
+    max_x, max_y = (width, height) if clip_to_edge else (width - 1, height - 1)
+    return tf.clip_by_value(tf.cast(boxes, tf.float64), 0.0,
+                            tf.constant([max_x, max_y, max_x, max_y], tf.float64))
+
+
+def _kept_objects(clipped: tf.Tensor, labels, num_classes: int, max_objects: int) -> _Objects:
+    """From a batch's clipped boxes (`_clip_boxes`, `[B, N, 4]`) and labels `[B, N]`: skip
+    the boxes without area, keep each image's first `max_objects` (see `render_targets`).
+    Written with few ops: at 10 objects each op's fixed cost, not the arithmetic, is most of
+    the time."""
     labels = tf.cast(labels, tf.int32)
     tf.debugging.Assert(tf.reduce_all((labels >= 0) & (labels < num_classes)),
                         [f"render_targets: labels must be in 0..{num_classes - 1}, got",
                          labels])
-    max_x, max_y = (width, height) if clip_to_edge else (width - 1, height - 1)
-    clipped = tf.clip_by_value(boxes, 0.0, tf.constant([max_x, max_y, max_x, max_y],
-                                                       tf.float64))
     valid = tf.cast(tf.reduce_all(clipped[..., 2:] - clipped[..., :2] > 0, axis=-1), tf.int32)
     slot = tf.cumsum(valid, axis=1, exclusive=True)  # [B, N]: each valid box's slot
     num_valid = tf.reduce_sum(valid, axis=1)
     kept = tf.where((valid > 0) & (slot < max_objects))  # [M, 2] (image, box), in input order
-    clipped = tf.gather_nd(clipped, kept)
-    x1, y1, x2, y2 = tf.unstack(clipped, num=4, axis=1)
-    centre = (clipped[:, :2] + clipped[:, 2:]) / 2
+    boxes = tf.gather_nd(clipped, kept)
+    x1, y1, x2, y2 = tf.unstack(boxes, num=4, axis=1)
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
     int_centre = tf.floor(centre)
     return _Objects(x1, y1, x2, y2, tf.gather_nd(labels, kept), tf.cast(kept[:, 0], tf.int32),
                     tf.gather_nd(slot, kept), centre[:, 0], centre[:, 1], int_centre[:, 0],
-                    int_centre[:, 1], boxes.shape[0] or tf.shape(boxes)[0],
+                    int_centre[:, 1], kept, clipped.shape[0] or tf.shape(clipped)[0],
                     tf.minimum(num_valid, max_objects),
                     tf.maximum(num_valid - max_objects, 0))
 
@@ -374,7 +421,9 @@ def render_ttf_targets(boxes, labels, output_size: OutputSize, num_classes: int,
       (a later object wins ties of area). Its weight is
       `log(area_n) * G_n(cell) / sum over the grid of G_n`, `area_n` in input pixels
       (`w h stride^2`, at least 2 so that the weight stays positive), so each object's
-      weights sum to the log of its area.
+      weights sum to the log of its area. `G_n` is the product of float32 factors along
+      each axis (as the heatmap's) and its sum over the grid the product of the factors'
+      sums, in float64.
 
     Args:
         boxes, labels, output_size, num_classes, max_objects, clip_to_edge: as `render_targets`.
@@ -401,43 +450,106 @@ def render_ttf_targets_batch(boxes, labels, output_size: OutputSize, num_classes
     `labels` `[B, N]` padded as for `render_targets_batch`; every output gains a leading
     batch axis (`box_target` `[B, H, W, 4]`, `box_weight` `[B, H, W]`)."""
     height, width = _output_hw(output_size)
-    objects = _kept_objects(boxes, labels, height, width, num_classes, max_objects,
-                            clip_to_edge)
+    boxes = tf.cast(boxes, tf.float64)
+    clipped = _clip_boxes(boxes, height, width, clip_to_edge)
+    log_area = _log_areas(clipped, stride)
+    library = native.targets_op()
+    if library is not None:
+        return _native_ttf_targets(library, boxes, labels, log_area, height, width,
+                                   num_classes, max_objects, alpha, beta, stride, clip_to_edge)
+    objects = _kept_objects(clipped, labels, num_classes, max_objects)
     box_w, box_h = objects.x2 - objects.x1, objects.y2 - objects.y1
 
     def axis_gaussian(fraction):  # radii and sigmas per axis, float64 [N]
         radius_x, radius_y = tf.floor(fraction * box_w / 2), tf.floor(fraction * box_h / 2)
         return (radius_x, radius_y), ((2 * radius_x + 1) / 6, (2 * radius_y + 1) / 6)
 
-    radii, sigmas = axis_gaussian(alpha)
-    heatmap = _window_heatmap(objects, radii, sigmas, height, width, num_classes)
-    (radius_x, radius_y), (sigma_x, sigma_y) = axis_gaussian(beta)
-    gauss_x = _gaussian_1d(tf.range(width, dtype=tf.float64), objects.int_x, radius_x, sigma_x)
-    gauss_y = _gaussian_1d(tf.range(height, dtype=tf.float64), objects.int_y, radius_y, sigma_y)
-    per_object = gauss_y[:, :, tf.newaxis] * gauss_x[:, tf.newaxis, :]  # [N, H, W]
-    area = box_w * box_h * float(stride * stride)
-    # Rank 1 = the largest area in the batch (the earliest among equals): the highest rank
-    # covering a cell owns it, so smaller objects win and a later one wins a tie. Only ranks
-    # of one image are compared, and their order is the image's own.
+    index_type = _index_type(objects, height, width, num_classes)
+    heatmap = _window_heatmap(_windows(objects, *axis_gaussian(alpha), height, width,
+                                       index_type),
+                              objects.batch_size, height, width, num_classes)
+    regression = _box_regression(objects, _windows(objects, *axis_gaussian(beta), height,
+                                                   width, index_type),
+                                 tf.gather_nd(log_area, objects.position), stride, height,
+                                 width)
+    return {"heatmap": tf.ensure_shape(heatmap, [None, height, width, num_classes]),
+            **_centre_targets(objects, width, max_objects), **regression}
+
+
+def _native_ttf_targets(library, boxes, labels, log_area: tf.Tensor, height: int, width: int,
+                        num_classes: int, max_objects: int, alpha: float, beta: float,
+                        stride: int, clip_to_edge: bool) -> Dict[str, tf.Tensor]:
+    """`render_ttf_targets_batch` in one kernel (`targets_op.cc`) from the float64 boxes
+    `[B, N, 4]`, with this module's `log_area` `[B, N]` and Gaussian table. Its radii
+    `floor(fraction * size / 2)` are at most the largest clipped size's, computed here with
+    the same float64 arithmetic."""
+    max_x, max_y = (width, height) if clip_to_edge else (width - 1, height - 1)
+    largest = math.floor(max(alpha, beta) * max(max_x, max_y) / 2)
+    (heatmap, wh, reg, ind, mask, num_dropped, box_target,
+     box_weight) = library.ttfnet_targets(
+        boxes, tf.cast(labels, tf.int32), log_area,
+        tf.constant([alpha, beta], tf.float64), _gaussian_table(largest), height=height,
+        width=width, num_classes=num_classes, max_objects=max_objects, stride=stride,
+        clip_to_edge=clip_to_edge)
+    return {"heatmap": heatmap, "wh": wh, "reg": reg, "ind": ind, "mask": mask,
+            "num_dropped": num_dropped, "box_target": box_target, "box_weight": box_weight}
+
+
+def _input_area(box_w, box_h, stride: int):
+    """A box's area in input pixels from its float64 size in output pixels (any shape)."""
+    return box_w * box_h * float(stride * stride)
+
+
+def _log_areas(clipped: tf.Tensor, stride: int) -> tf.Tensor:
+    """`log(max(area, 2))` of every clipped box `[B, N, 4]` (`_input_area`; at least 2 so that
+    the log is positive): `[B, N]` float64. Both renderers take it from here (the kernel as an
+    input), so that no logarithm is evaluated twice in different libraries."""
+    box_w = clipped[..., 2] - clipped[..., 0]
+    box_h = clipped[..., 3] - clipped[..., 1]
+    return tf.math.log(tf.maximum(_input_area(box_w, box_h, stride), 2.0))
+
+
+def _box_regression(objects: _Objects, windows: _Windows, log_area: tf.Tensor, stride: int,
+                    height: int, width: int) -> Dict[str, tf.Tensor]:
+    """TTFNet's `box_target` `[B, H, W, 4]` and `box_weight` `[B, H, W]` from the objects'
+    regression windows (`_windows` with `beta`'s radii) and their `log_area` `[N]` float64.
+
+    Memory: the windows' cells (`M` entries) and a few `[B, H, W]` planes, never a plane per
+    object. A cell covered by several windows goes to the object of the highest rank
+    (`unsorted_segment_max`), rank 1 the largest area in the batch (the earliest among
+    equals): smaller objects win and a later one wins a tie; only ranks of one image meet in
+    a cell, and their order is the image's own. The owner's weight at the cell is its window
+    value times `log_area / ((sum of factor_y) (sum of factor_x))`, the sums in float64 over
+    the window's rows and columns inside the grid (exact in any order: float32 factors of at
+    least 2^-7 are multiples of 2^-30), the quotient cast to float32.
+    """
+    area = _input_area(objects.x2 - objects.x1, objects.y2 - objects.y1, stride)
     order = tf.argsort(-area, stable=True)
     rank = tf.math.invert_permutation(order) + 1  # [N] in 1..N
-    owner_rank = _per_image_max(tf.where(per_object > 0, rank[:, tf.newaxis, tf.newaxis], 0),
-                                objects)
-    # [B, H, W]: 1 + the index of the object each cell regresses, 0 where none
+    entry_rank = tf.gather(rank, windows.owner)
+    planes = tf.cast(objects.batch_size, windows.cell.dtype) * (height * width)
+    # [B * H * W]: the rank owning each cell, 0 where none (an empty segment's maximum is
+    # the lowest int32)
+    owner_rank = tf.maximum(tf.math.unsorted_segment_max(entry_rank, windows.cell, planes), 0)
+    won = tf.equal(entry_rank, tf.gather(owner_rank, windows.cell))
+
+    def window_sum(factor, span):  # [N] float64: the factors inside the grid, summed
+        inside = tf.range(tf.shape(factor)[1])[tf.newaxis, :] < span[:, tf.newaxis]
+        return tf.reduce_sum(tf.where(inside, tf.cast(factor, tf.float64), 0.0), axis=1)
+
+    scale = tf.cast(log_area / (window_sum(windows.factor_y, windows.span_y)
+                                * window_sum(windows.factor_x, windows.span_x)), tf.float32)
+    weights = tf.where(won, windows.value * tf.gather(scale, windows.owner), 0.0)
+    # one owner per covered cell: its weight plus zeros, exactly
+    box_weight = tf.math.unsorted_segment_sum(weights, windows.cell, planes)
+    # 1 + the index of the object each cell regresses, 0 where none
     owner = tf.gather(tf.concat([[0], order + 1], axis=0), owner_rank)
-    log_area = tf.cast(tf.math.log(tf.maximum(area, 2.0)), tf.float32)  # > 0 for any box
-    # Plane 0 is an empty object, so that cells nobody owns (and N = 0) gather zeros; with it
-    # the per-plane sums always take the row-wise kernel, whatever N, so an image's weights
-    # do not depend on the batch around it.
-    planes = tf.concat([tf.zeros([1, height, width]), per_object], axis=0)  # [N + 1, H, W]
-    scale = tf.concat([[0.0], log_area / tf.reduce_sum(planes, axis=[1, 2])[1:]], 0)
-    box_weight = _owner_values(planes, owner) * tf.gather(scale, owner)
     corners = tf.cast(tf.stack([objects.x1, objects.y1, objects.x2, objects.y2], 1), tf.float32)
     box_target = tf.gather(tf.concat([tf.zeros([1, 4]), corners], axis=0), owner)
-    return {"heatmap": tf.ensure_shape(heatmap, [None, height, width, num_classes]),
-            **_centre_targets(objects, width, max_objects),
-            "box_target": tf.ensure_shape(box_target, [None, height, width, 4]),
-            "box_weight": tf.ensure_shape(box_weight, [None, height, width])}
+    return {"box_target": tf.ensure_shape(tf.reshape(box_target, [-1, height, width, 4]),
+                                          [None, height, width, 4]),
+            "box_weight": tf.ensure_shape(tf.reshape(box_weight, [-1, height, width]),
+                                          [None, height, width])}
 
 
 def _per_image_max(per_object: tf.Tensor, objects: _Objects) -> tf.Tensor:
@@ -445,14 +557,6 @@ def _per_image_max(per_object: tf.Tensor, objects: _Objects) -> tf.Tensor:
     its objects, and at least 0 (an image without objects gets zeros)."""
     return tf.maximum(tf.math.unsorted_segment_max(per_object, objects.image,
                                                    objects.batch_size), 0)
-
-
-def _owner_values(planes: tf.Tensor, owner: tf.Tensor) -> tf.Tensor:
-    """`[B, H, W]`: each cell's value in plane `owner` of `planes` `[N + 1, H, W]` (plane 0
-    empty, plane `n + 1` object `n`'s)."""
-    height, width = planes.shape[1], planes.shape[2]
-    cell = tf.reshape(tf.range(height * width), [height, width])
-    return tf.gather(tf.reshape(planes, [-1]), owner * (height * width) + cell)
 
 
 def _dense_targets(per_object: tf.Tensor, objects: _Objects, wh: tf.Tensor, dense_wh: bool,
