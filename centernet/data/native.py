@@ -59,8 +59,9 @@ class BuildError(RuntimeError):
 
 def cache_dir() -> Path:
     """Where built libraries live: `$CENTERNET_CACHE_DIR/ops`, else `~/.cache/centernet/ops`."""
-    root = os.environ.get("CENTERNET_CACHE_DIR") or Path.home() / ".cache" / "centernet"
-    return Path(root) / "ops"
+    from centernet.data.index_cache import cache_root
+
+    return cache_root() / "ops"
 
 
 def native_targets_enabled() -> bool:
