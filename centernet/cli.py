@@ -135,16 +135,23 @@ class _LineCopy:
 
     def write(self, text: str) -> int:
         written = self._stream.write(text)
-        if "\r" not in text:
+        # A logging handler made inside the block may keep this stream after the log closed
+        # (a sweep's next trial): it then writes through only.
+        if "\r" not in text and not self._log.closed:
             *lines, self._pending = (self._pending + text).split("\n")
             if lines:
                 self._log.write("".join(line + "\n" for line in lines))
                 self._log.flush()
         return written
 
+    def close(self) -> None:
+        """Flush only: the stream is the process's, not this copy's (a library that closes
+        the `sys.stderr` it was given must not close the real one)."""
+        self._stream.flush()
+
     def finish(self) -> None:
         """Copy an unfinished last line too."""
-        if self._pending:
+        if self._pending and not self._log.closed:
             self._log.write(self._pending + "\n")
             self._pending = ""
 

@@ -4,13 +4,14 @@ The installed wheel is tested end to end in test_installed.py."""
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from centernet.cli import command_line, config_dir
+from centernet.cli import command_line, config_dir, output_copied_to
 from centernet.commands import COMMANDS, main
 from conftest import ROOT, run_script
 
@@ -79,3 +80,21 @@ def test_a_users_config_dir_adds_experiments_to_the_shipped_ones(tmp_path):
     assert "max_steps: 3" in composed.stdout and "input_size: 64" in composed.stdout  # smoke's
     unknown = centernet("train", "experiment=mine", "--cfg", "job", cwd=tmp_path)
     assert unknown.returncode != 0 and "mine" in unknown.stderr
+
+
+def test_output_copied_to_a_log_keeps_lines_not_bar_redraws_and_never_closes_the_stream(
+        tmp_path, monkeypatch):
+    terminal = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    log = tmp_path / "train.log"
+    with output_copied_to(log):
+        print("a choice", file=sys.stderr)
+        sys.stderr.write("\r 40%|####      | 4/10")  # a progress bar redrawing itself
+        sys.stderr.write("an evaluation, ")
+        sys.stderr.write("in two writes\nand an unfinished line")
+        leaked = sys.stderr
+        leaked.close()  # a library closing the stderr it was given
+    assert not terminal.closed
+    leaked.write("after the block\n")  # a handler kept the copy: it writes through only
+    assert log.read_text() == "a choice\nan evaluation, in two writes\nand an unfinished line\n"
+    assert terminal.getvalue().endswith("after the block\n") and "40%" in terminal.getvalue()

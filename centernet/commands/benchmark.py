@@ -267,23 +267,11 @@ def main() -> None:
     from centernet import benchmark
     from centernet.config import ModelConfig
 
-    if args.what == "suite":
-        run_suite(args)
-        return
-    if args.what == "profile":
-        run_profile(args)
-        return
-    if args.what == "targets":
-        run_targets(args)
-        return
-    if args.what == "time-to-accuracy":
-        run_time_to_accuracy(args)
-        return
-    if args.what == "export":
-        run_command(lambda: run_export(args))
-        return
-    if args.what == "index":
-        run_index(args)
+    tables = {"suite": run_suite, "profile": run_profile, "targets": run_targets,
+              "time-to-accuracy": run_time_to_accuracy, "index": run_index,
+              "export": lambda arguments: run_command(lambda: run_export(arguments))}
+    if args.what in tables:  # the subcommands that print their own tables
+        tables[args.what](args)
         return
     if args.what == "pipeline":
         results = [benchmark.pipeline_throughput(composed(args.overrides))]
