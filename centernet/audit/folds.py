@@ -23,7 +23,6 @@ from centernet.config import RunConfig, validate
 from centernet.data.annotations import SplitIndex
 
 FOLDS_DIR = "folds"
-HELD_OUT_EVALUATION = "best_evaluation.json"  # a fold's one evaluation (engine/training.py)
 
 
 def assign_folds(num_images: int, folds: int, seed: int) -> np.ndarray:
@@ -117,14 +116,14 @@ def train_folds(run: RunConfig, index: SplitIndex, class_names: List[str], direc
         image id -> that image's detections (COCO results: `category_id` = class + 1, `bbox`
         `[x, y, w, h]` in the image's pixels, `score`), from the run that did not train on it.
     """
-    from centernet.engine.training import train
+    from centernet.engine.training import BEST_EVALUATION, train
 
     fold_of = assign_folds(len(index), folds, seed)
     write_fold_files(index, fold_of, class_names, directory)
     detections: Dict[int, List[dict]] = {int(i): [] for i in index.image_ids}
     for fold in range(folds):
         run_dir = directory / str(fold)
-        evaluation = run_dir / HELD_OUT_EVALUATION
+        evaluation = run_dir / BEST_EVALUATION  # the fold's one evaluation, on its held-out
         if not evaluation.exists():
             print(f"audit: fold {fold + 1}/{folds}: training on {int((fold_of != fold).sum())} "
                   f"images, predicting {int((fold_of == fold).sum())} held-out images "

@@ -28,6 +28,7 @@ import numpy as np
 
 from centernet.audit.folds import pixel_boxes
 from centernet.data.annotations import SplitIndex
+from centernet.evaluation.error_analysis import pairwise_iou
 
 CONFIDENT = 0.95  # cleanlab's HIGH_PROBABILITY_THRESHOLD: what it calls a confident prediction
 LOW = 0.5  # cleanlab's LOW_PROBABILITY_THRESHOLD: detections below it are not evidence
@@ -41,16 +42,11 @@ MISSING, WRONG_CLASS, BADLY_PLACED, ON_NOTHING = (
 KINDS = (MISSING, WRONG_CLASS, BADLY_PLACED, ON_NOTHING)
 
 
-def iou_matrix(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """float64 `[A, B]`: IoU of `x1, y1, x2, y2` boxes `first [A, 4]` and `second [B, 4]`."""
-    first = np.asarray(first, np.float64).reshape(-1, 4)
-    second = np.asarray(second, np.float64).reshape(-1, 4)
-    top_left = np.maximum(first[:, None, :2], second[None, :, :2])
-    bottom_right = np.minimum(first[:, None, 2:], second[None, :, 2:])
-    intersection = np.prod(np.clip(bottom_right - top_left, 0, None), axis=2)
-    area = lambda b: (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])  # noqa: E731
-    union = area(first)[:, None] + area(second)[None, :] - intersection
-    return np.where(union > 0, intersection / np.where(union > 0, union, 1), 0.0)
+def iou_matrix(first, second) -> np.ndarray:
+    """float64 `[A, B]`: IoU of `x1, y1, x2, y2` boxes `first [A, 4]` and `second [B, 4]`
+    (lists or arrays; `evaluation.error_analysis.pairwise_iou`)."""
+    return pairwise_iou(np.asarray(first, np.float64).reshape(-1, 4),
+                        np.asarray(second, np.float64).reshape(-1, 4))
 
 
 def to_probability(scores: np.ndarray, confident_score: float) -> np.ndarray:

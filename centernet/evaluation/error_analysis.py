@@ -74,7 +74,7 @@ def analyze_errors(ground_truth: dict, detections: List[dict], iou_threshold: fl
         truth_classes = np.array([int(a["category_id"]) for a in annotations], int)
         found_boxes = _xyxy([d["bbox"] for d in found])
         found_classes = np.array([int(d["category_id"]) for d in found], int)
-        ious = _pairwise_iou(truth_boxes, found_boxes)  # [objects, detections]
+        ious = pairwise_iou(truth_boxes, found_boxes)  # [objects, detections]
 
         same_class = truth_classes[:, None] == found_classes[None, :]
         for row in np.flatnonzero(~crowd):
@@ -151,7 +151,7 @@ def _areas(boxes: np.ndarray) -> np.ndarray:
     return np.prod(boxes[:, 2:] - boxes[:, :2], axis=-1)
 
 
-def _pairwise_iou(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+def pairwise_iou(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """``[N, M]`` IoU of xyxy boxes (0 where both are empty)."""
     inter = _intersections(first, second)
     union = _areas(first)[:, None] + _areas(second)[None, :] - inter
