@@ -94,6 +94,7 @@ class IndexCache:
         self.directory = Path(directory) if directory else cache_root() / "index"
         self._probe = probe
         self._decoder = _decoder_version()
+        self.checked: List[Path] = []  # the files this object checked (not in the cache)
 
     def __call__(self, paths: Sequence[Path]) -> List[Outcome]:
         """The outcome of each of `paths`, in order: an `ImageInfo`, or the `ValueError`
@@ -115,7 +116,9 @@ class IndexCache:
                 outcomes[position] = _outcome(entry)
             else:
                 unknown.append((position, folder, name, stamp))
-        probed = self._probe([paths[position] for position, *_ in unknown]) if unknown else []
+        unknown_paths = [Path(paths[position]) for position, *_ in unknown]
+        probed = self._probe(unknown_paths) if unknown else []
+        self.checked.extend(unknown_paths)
         for (position, folder, name, stamp), outcome in zip(unknown, probed):
             outcomes[position] = outcome
             entry = _entry(stamp, outcome) if stamp is not None else None

@@ -116,6 +116,17 @@ class Source:
         ground truth from the records)."""
         return None
 
+    def index_counts(self) -> Dict[str, int]:
+        """The image files this process's checks looked up (`images_indexed`) and how many of
+        them it decoded (`images_checked`; the others came from the index cache); empty for a
+        source without image checks."""
+        return {}
+
+    def index_line(self) -> Optional[str]:
+        """`index_counts` as a line for the console, naming up to three checked files when the
+        index cache held the rest (new or changed files); None when there is nothing to say."""
+        return None
+
 
 class TfdsSource(Source):
     """A prepared TFDS detection dataset (`shapes`, `voc/2007`, `coco/2017`, ...). With
@@ -193,12 +204,35 @@ class FolderSource(Source):
         self._classes_chosen = classes_chosen
         self._probe = probe
         self._splits: Dict[str, SplitIndex] = {}
+        self.images_indexed = 0  # image files looked up by the checks so far
+
+    def _counted_probe(self, paths: Sequence[Path]) -> list:
+        self.images_indexed += len(paths)
+        return self._probe(paths)
+
+    def index_counts(self) -> Dict[str, int]:
+        checked = (len(self._probe.checked) if isinstance(self._probe, IndexCache)
+                   else self.images_indexed)
+        return {"images_indexed": self.images_indexed, "images_checked": checked}
+
+    def index_line(self) -> Optional[str]:
+        if not self.images_indexed:
+            return None
+        if not isinstance(self._probe, IndexCache):
+            return f"index: {self.images_indexed:,} images checked (dataset.cache=false)"
+        checked = self._probe.checked
+        line = (f"index: {self.images_indexed:,} images, {self.images_indexed - len(checked):,} "
+                f"from the index cache, {len(checked):,} checked")
+        if checked and len(checked) <= 3 and len(checked) < self.images_indexed:
+            line += " (new or changed: " + ", ".join(str(path) for path in checked) + ")"
+        return line
 
     def index(self, split: str) -> SplitIndex:
         """The split's usable images and objects (parsed and checked on first use)."""
         if split not in self._splits:
             self._splits[split] = clean_split(split, self._parse(split), self._class_index,
-                                              self.report, self._max_objects, self._probe,
+                                              self.report, self._max_objects,
+                                              self._counted_probe,
                                               location=self._location(split),
                                               classes_chosen=self._classes_chosen)
         return self._splits[split]

@@ -119,6 +119,13 @@ def with_plan(cfg: RunConfig, plan: Plan) -> RunConfig:
     return validate(settings)
 
 
+def start_line(times: Dict[str, float]) -> str:
+    """The console line of a start's parts (`Trainer.start_times`, seconds)."""
+    return (f"started in {sum(times.values()):.1f} s: imports {times['imports_s']:.1f} s, index "
+            f"{times['index_s']:.1f} s, model and step {times['build_s']:.1f} s, first step "
+            f"{times['first_step_s']:.1f} s (input pipeline and tracing)")
+
+
 class Trainer:
     """One run in one directory: everything built from the config, restored from the latest
     checkpoint, then `fit()` runs the loop. Periodic work (log, evaluate, checkpoint) happens
@@ -128,6 +135,9 @@ class Trainer:
     def __init__(self, cfg: RunConfig, run_dir: Path, started_at: Optional[float] = None):
         self.run_dir = run_dir
         self.started_at = started_at  # None: when the process started
+        clock = time.time()
+        # Seconds of this start by part (`start_line`), the first step's added by `fit`.
+        self.start_times = {"imports_s": clock - (started_at or process_start_time())}
         self.strategy = strategy = configure_runtime(cfg)
         # Only the chief writes the run directory; another worker of a cluster writes what it
         # must (its copy of each checkpoint save) into `distribute.worker_dir`, else into a
@@ -144,6 +154,8 @@ class Trainer:
         check_splits(self.source, [cfg.dataset.train_split, cfg.dataset.val_split])
         cfg, self.choices = resolve_open_settings(cfg, self.source, run_dir,
                                                   strategy.num_replicas_in_sync)
+        self.start_times["index_s"] = time.time() - clock
+        clock = time.time()
         keras.mixed_precision.set_global_policy(cfg.precision.resolved_policy)
         self.replica_batch = per_replica_batch(cfg.train.batch_size, strategy)
         self.source.classes.save(self.write_dir)
@@ -232,6 +244,7 @@ class Trainer:
             self.model.get_layer("heatmap_out").compute_dtype)
         self.window: list = []
         self.window_start = time.perf_counter()
+        self.start_times["build_s"] = time.time() - clock
 
     def make_plan(self, budget_s: float) -> Plan:
         """Measure this run's step, checkpoint and evaluation (`budget.measure`, which puts
@@ -289,6 +302,10 @@ class Trainer:
                 f"replica(s), {self.replica_batch} images each per step"
                 + ("; XLA off (it cannot compile the replicas' all-reduces)"
                    if cfg.train.xla else ""))
+        index_line = self.source.index_line()
+        if index_line:
+            progress.message(index_line)
+        first_step_from = time.time()
         self.batch_stream = iter(self.batches())
         self.step_started = time.perf_counter()
         preemption = PreemptionWatch(self.strategy, str(self.store.directory), self.save_now,
@@ -296,6 +313,13 @@ class Trainer:
         try:
             while self.step < self.end_step and not self.stopped_early:
                 self.run_step(next(self.batch_stream))
+                if first_step_from is not None:
+                    self.start_times["first_step_s"] = time.time() - first_step_from
+                    first_step_from = None
+                    progress.message(start_line(self.start_times))
+                    if self.chief:
+                        self.log.write("start", self.step,
+                                       {**self.start_times, **self.source.index_counts()})
                 progress.advance()
                 self.after_step()
                 preemption.check()
