@@ -10,6 +10,7 @@ import contextlib
 import os
 import platform
 import resource
+import tempfile
 import time
 from typing import Callable, Dict, Iterator, Optional
 
@@ -27,6 +28,7 @@ from centernet.data.targets import (render_targets, render_targets_batch, render
 from centernet.engine.hardware import bfloat16_cpu_flags, cpu_flags
 from centernet.evaluation.decode import decode
 from centernet.model import build_model
+from centernet.study import scale
 
 
 def _time(function: Callable[[], object], repeats: int, warmup: int = 2) -> float:
@@ -296,153 +298,6 @@ def evaluation_cost(cfg: RunConfig) -> Dict[str, float]:
             "images": source.num_examples(cfg.dataset.val_split)}
 
 
-def synthetic_coco_file(path, images: int, objects_per_image: int = 7, categories: int = 80,
-                        seed: int = 0) -> None:
-    """Write a COCO instances file of `images` 640x480 images with `objects_per_image` boxes
-    each and non-contiguous category ids (the images themselves are not written)."""
-    import json
-
-    rng = np.random.default_rng(seed)
-    category_ids = np.sort(rng.choice(np.arange(1, 3 * categories), categories, replace=False))
-    count = images * objects_per_image
-    xy = rng.uniform(0, 400, (count, 2)).round(2)
-    wh = rng.uniform(4, 200, (count, 2)).round(2)
-    labels = rng.choice(category_ids, count)
-    dataset = {
-        "images": [{"id": i + 1, "file_name": f"{i + 1:012d}.jpg", "height": 480, "width": 640}
-                   for i in range(images)],
-        "annotations": [{"id": a + 1, "image_id": a // objects_per_image + 1,
-                         "category_id": int(labels[a]), "bbox": [*xy[a].tolist(), *wh[a].tolist()],
-                         "area": float(wh[a, 0] * wh[a, 1]), "iscrowd": 0}
-                        for a in range(count)],
-        "categories": [{"id": int(c), "name": f"class_{c}"} for c in category_ids],
-    }
-    with open(path, "w") as file:
-        json.dump(dataset, file)
-
-
-def coco_index_cost(images: int, directory) -> Dict[str, float]:
-    """Seconds to index a synthetic `images`-image COCO file: pycocotools loads it
-    (`load_s`), the source finds each image and reads its annotations (`parse_s`), and checks
-    and repairs every box into the split index (`check_s`). The image files exist but are
-    empty, and decoding them is replaced by their annotated size: decoding costs about 3 ms
-    per 640x480 JPEG and per thread on top of this."""
-    from pathlib import Path
-
-    from centernet.data import coco
-    from centernet.data.annotations import clean_split
-    from centernet.data.images import ImageInfo
-    from centernet.data.report import DataReport
-
-    path = Path(directory) / "instances_bench.json"
-    image_dir = Path(directory) / "images"
-    image_dir.mkdir()
-    synthetic_coco_file(path, images)
-    for i in range(images):
-        (image_dir / f"{i + 1:012d}.jpg").touch()
-    start = time.perf_counter()
-    index = coco.load(path)
-    loaded = time.perf_counter()
-    raw = coco.read_split(index, path, image_dir)
-    parsed = time.perf_counter()
-    names, ids = coco.categories(index)
-    split = clean_split("bench", raw, {cid: c for c, cid in enumerate(ids)}, DataReport(),
-                        probe=lambda paths: [ImageInfo(480, 640)] * len(paths))
-    done = time.perf_counter()
-    return {"images": len(split), "objects": int(split.row_splits[-1]),
-            "file_mb": path.stat().st_size / 2 ** 20, "load_s": loaded - start,
-            "parse_s": parsed - loaded, "check_s": done - parsed, "total_s": done - start}
-
-
-def jpeg_folder(directory, images: int, distinct: int = 32, seed: int = 0):
-    """A COCO folder of `images` 640x480 JPEG files in `directory` (`train/` and
-    `annotations/instances_train.json`, `synthetic_coco_file`'s boxes); returns its root.
-    `distinct` pictures (smooth colour fields with noise, about 85 KB each at quality 90, as
-    photos are) are written in turn; a folder that already holds the images is kept as it is.
-    """
-    from pathlib import Path
-
-    import cv2
-
-    root = Path(directory)
-    image_dir, annotations = root / "train", root / "annotations" / "instances_train.json"
-    names = [f"{i + 1:012d}.jpg" for i in range(images)]
-    if annotations.is_file() and all((image_dir / name).is_file() for name in names):
-        return root
-    image_dir.mkdir(parents=True, exist_ok=True)
-    annotations.parent.mkdir(parents=True, exist_ok=True)
-    synthetic_coco_file(annotations, images)
-    rng = np.random.default_rng(seed)
-    pictures = []
-    for _ in range(distinct):
-        field = cv2.resize(rng.uniform(0, 255, (6, 8, 3)).astype(np.float32), (640, 480),
-                           interpolation=cv2.INTER_CUBIC)
-        noisy = np.clip(field + rng.normal(0, 8, field.shape), 0, 255).astype(np.uint8)
-        pictures.append(cv2.imencode(".jpg", noisy, [cv2.IMWRITE_JPEG_QUALITY, 90])[1])
-    for i, name in enumerate(names):
-        (image_dir / name).write_bytes(pictures[i % distinct].tobytes())
-    return root
-
-
-def index_start(root: str, cache: bool) -> Dict[str, float]:
-    """One start's index of the COCO folder at `root` (split `train`), in a process of its
-    own (`index_starts`): seconds from the process's start to here (`imports_s`: the
-    interpreter, TensorFlow and the project), seconds to build the checked index
-    (`index_s`), its images, and how many were decoded to check them (`checked`)."""
-    from centernet.config import DatasetConfig
-    from centernet.data import images
-    from centernet.engine.budget import process_start_time
-
-    imports = time.time() - process_start_time()
-    checked = []
-    probe_image = images.probe_image
-
-    def counted(path):
-        checked.append(path)
-        return probe_image(path)
-
-    images.probe_image = counted
-    start = time.perf_counter()
-    source = build_source(DatasetConfig(source="coco_json", root=root, train_split="train",
-                                        val_split="train", cache=cache))
-    count = source.num_examples("train")
-    return {"imports_s": imports, "index_s": time.perf_counter() - start, "images": count,
-            "checked": len(checked)}
-
-
-def index_starts(images: int, directory) -> Dict[str, Dict[str, float]]:
-    """`index_start` on a `jpeg_folder` of `images` JPEGs in `directory`, each in a new
-    process, with an index cache of its own (a new `CENTERNET_CACHE_DIR`): the first start
-    (an empty cache), a second (cached), one after one file was touched, and one with
-    `dataset.cache=false`. The files were just written or read, so the page cache holds them:
-    the figures are decoding and checking, not the disk."""
-    import multiprocessing
-    import tempfile
-    from pathlib import Path
-
-    root = str(jpeg_folder(directory, images))
-    context = multiprocessing.get_context("spawn")
-    starts = {}
-    previous = os.environ.get("CENTERNET_CACHE_DIR")
-    with tempfile.TemporaryDirectory(prefix="centernet-cache-") as cache_dir:
-        os.environ["CENTERNET_CACHE_DIR"] = cache_dir
-        try:
-            for name, cache in (("first", True), ("cached", True), ("one touched", True),
-                                ("cache=false", False)):
-                if name == "one touched":
-                    touched = Path(root) / "train" / f"{images:012d}.jpg"
-                    stat = touched.stat()
-                    os.utime(touched, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10 ** 9))
-                with context.Pool(1) as pool:
-                    starts[name] = pool.apply(index_start, (root, cache))
-        finally:
-            if previous is None:
-                os.environ.pop("CENTERNET_CACHE_DIR")
-            else:
-                os.environ["CENTERNET_CACHE_DIR"] = previous
-    return starts
-
-
 def forward_gflops(model_cfg: ModelConfig, num_classes: int) -> float:
     """GFLOP of one image's forward pass (inference mode), counted by TensorFlow's profiler
     on the model's graph (a multiply-add counts 2)."""
@@ -528,6 +383,11 @@ def suite(cfg: RunConfig, model_name: str, input_size: int, batch_size: int, num
     progress("input pipeline")
     figures["pipeline_img_per_s"] = pipeline_throughput(
         run, batches=5 if quick else 30)["images_per_sec"]
+    progress("input pipeline, one core, 512 px COCO-like JPEGs")
+    with tempfile.TemporaryDirectory(prefix="centernet-feed-") as directory:
+        root = scale.jpeg_folder(directory, 64 if quick else 512, val_images=8)
+        figures["pipeline_512_img_per_s_per_core"] = scale.pipeline_per_core(
+            root, cores=1, batches=2 if quick else 20)["images_per_sec_per_core"]
     progress("targets")
     images = 32 if quick else 320
     for kind, prefix in (("centernet", "targets"), ("ttfnet", "ttf_targets")):

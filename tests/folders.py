@@ -9,10 +9,8 @@ Rectangles are given in continuous pixel coordinates `(x1, y1, x2, y2)`: they fi
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
-import struct
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -127,51 +125,6 @@ def snapshot(root: Path) -> Dict[str, tuple]:
             entries[str(path.relative_to(root))] = (
                 path.is_dir(), 0 if path.is_dir() else stat.st_size, stat.st_mtime_ns)
     return entries
-
-
-class OpenedFiles:
-    """The names of the files opened in `directory` (by any thread or process: TensorFlow's
-    own reads too) while the `with` block runs, as the kernel reports them (Linux inotify).
-
-    Example:
-        with OpenedFiles(root / "JPEGImages") as opened:
-            ...
-        assert opened.names == set()
-    """
-
-    IN_OPEN, IN_Q_OVERFLOW, IN_ISDIR = 0x20, 0x4000, 0x40000000
-
-    def __init__(self, directory: Path):
-        self.directory = Path(directory)
-        self.names: set = set()
-        self._libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        self._fd = -1
-
-    def __enter__(self) -> "OpenedFiles":
-        self._fd = self._libc.inotify_init1(os.O_NONBLOCK)
-        if self._fd < 0 or self._libc.inotify_add_watch(
-                self._fd, os.fsencode(self.directory), self.IN_OPEN) < 0:
-            raise OSError(ctypes.get_errno(), f"inotify cannot watch {self.directory}")
-        return self
-
-    def __exit__(self, *exc) -> None:
-        try:
-            while True:
-                try:
-                    data = os.read(self._fd, 1 << 16)
-                except BlockingIOError:
-                    break
-                offset = 0
-                while offset < len(data):
-                    _, mask, _, length = struct.unpack_from("iIII", data, offset)
-                    name = data[offset + 16:offset + 16 + length].rstrip(b"\0")
-                    offset += 16 + length
-                    if mask & self.IN_Q_OVERFLOW:
-                        raise AssertionError("inotify dropped events: too many opens to count")
-                    if name and not mask & self.IN_ISDIR:
-                        self.names.add(os.fsdecode(name))
-        finally:
-            os.close(self._fd)
 
 
 def examples(source, split: str) -> List[dict]:

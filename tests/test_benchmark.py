@@ -11,6 +11,7 @@ from centernet.engine.hardware import bfloat16_cpu_flags, cpu_flags
 
 SUITE_KEYS = ("train_img_per_s", "train_gflops_per_s", "pipeline_img_per_s", "targets_ms_10",
               "targets_ms_100", "ttf_targets_ms_10", "ttf_targets_ms_100", "decode_ms_b8",
+              "pipeline_512_img_per_s_per_core",
               "focal_stable_ms", "focal_naive_ms", "eval_s", "peak_rss_mb",
               "matmul_fp32_gflops", "train_share_of_peak")
 # figures a CPU without native bfloat16 does not give (null in the JSON)
@@ -111,15 +112,26 @@ def test_op_kinds_of_names_from_a_real_profile():
                 "_MklNativeMaxPoolGrad") == "other network ops (pooling, adds, padding)"
 
 
-def test_index_starts_check_every_image_then_none_then_the_touched_one(tmp_path):
-    """`benchmark index`: four starts, each in a new process, on a folder it makes: the
-    first and the uncached one decode every image, the cached one none, and after one file
-    is touched only that file."""
-    result = run_script("benchmark.py", "index", "--images", "12", "--dir", str(tmp_path))
+@pytest.mark.slow
+def test_starts_check_every_image_then_none_then_the_touched_one(tmp_path):
+    """`benchmark start`: three `centernet train` processes on a folder it makes (no small
+    folder beside it): the first start decodes every image (12 training images and 16
+    validation images), the cached one none, and after one file is touched only that file,
+    which the run names; every part of a start is timed."""
+    result = run_script("benchmark.py", "start", "--images", "12", "--small", "0", "--size",
+                        "64x48", "--dir", str(tmp_path), "experiment=smoke",
+                        "model.input_size=64")
     assert result.returncode == 0, result.stderr
-    rows = {line[:12].strip(): line[12:].split() for line in result.stdout.splitlines()
-            if line[:12].strip() in ("first", "cached", "one touched", "cache=false")}
-    assert {name: (int(row[2]), int(row[3])) for name, row in rows.items()} == {
-        "first": (12, 12), "cached": (12, 0), "one touched": (12, 1), "cache=false": (12, 12)}
-    assert all(float(row[0]) > 0 and float(row[1]) >= 0 for row in rows.values())
-    assert len(list((tmp_path / "train").glob("*.jpg"))) == 12
+    rows = {cells[0]: cells[1:] for cells in (
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in result.stdout.splitlines() if line.startswith("| ") and "s |" not in line)}
+    assert {name: (int(row[5]), int(row[6])) for name, row in rows.items()} == {
+        "12 first": (28, 28), "12 cached": (28, 0), "12 one touched": (28, 1)}
+    for row in rows.values():
+        parts = [float(cell) for cell in row[:4]]
+        assert all(part > 0 for part in parts) and float(row[4]) == pytest.approx(
+            sum(parts), abs=0.02)
+    touched = tmp_path / "coco_12_64x48" / "train" / f"{12:012d}.jpg"
+    assert f"12 one touched: index: 28 images, 27 from the index cache, 1 checked (new or " \
+           f"changed: {touched})" in result.stdout
+    assert len(list((tmp_path / "coco_12_64x48" / "train").glob("*.jpg"))) == 12

@@ -24,8 +24,9 @@ from centernet.data.pipeline import train_dataset
 from centernet.data.sources import build_source, check_splits
 from centernet.engine.training import Trainer
 from centernet.evaluation.inference import ground_truth
+from centernet.study.scale import OpenedFiles
 from conftest import SHARED_DATASETS, compose_config
-from folders import (OpenedFiles, RED, encode, examples, picture, snapshot, voc_object,
+from folders import (RED, encode, examples, picture, snapshot, voc_object,
                      write_image, write_voc)
 
 BCCD = SHARED_DATASETS / "bccd"

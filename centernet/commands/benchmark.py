@@ -11,11 +11,16 @@ scripts/benchmark.py ...`).
   focal         focal-loss forward+backward ms per form, 16 x 128 x 128 x 80 (--jit)
   evaluate      validation-split evaluation seconds                 [hydra-style overrides]
   coco-index    seconds to index a synthetic COCO file of --images images (default 100000)
-  index         a start's index of a folder of --images (3000) 640x480 JPEGs (made in --dir,
-                reused when there; default a temporary folder), each start in a new process:
-                the first (checks every image), a second (the index cache), one after a
-                file is touched, and dataset.cache=false: seconds of imports and of the
-                index, and the images decoded to check them
+  start         to the first training step, by part (imports, index, model and step,
+                first step), each start a `centernet train` process: a folder of --small
+                (300) JPEGs first and cached, then one of --images (100000) first, cached,
+                and after one file is touched (folders of --size 320x240 made in --dir,
+                kept there; each folder its own new index cache)  [overrides]
+  resume        the files a resumed run's stream opens before its first batch at step
+                --resume-at (1000), on the --images folder (the kernel counts them)
+  feed          the full training pipeline's 512 px images/s on one core and on all (a
+                process pinned to them), on --images (512) generated 640x480 JPEGs, and
+                the input cores one GPU needs at published training speeds
   profile       where a train step's time goes: TensorFlow's profiler over a few steps,
                 op time by kind (convolutions, BatchNorm, casts, optimizer, loss, ...), a
                 Markdown table (the train-step options; --out FILE.json)
@@ -43,6 +48,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 from centernet.cli import command_line, compose_config, configure_quiet_start, run_command
@@ -64,6 +70,8 @@ SUITE_ROWS = [  # (key, what, unit); a figure the machine cannot give (bfloat16 
     ("train_bf16_img_per_s", "train step, mixed_bfloat16", "images/s"),
     ("train_bf16_share_of_peak", "train step, mixed_bfloat16, share of bf16 peak", "ratio"),
     ("pipeline_img_per_s", "input pipeline (augment, targets, batch)", "images/s"),
+    ("pipeline_512_img_per_s_per_core", "input pipeline, 512 px COCO-like JPEGs, one core",
+     "images/s"),
     ("targets_ms_10", "targets, 128x128x80, 10 objects", "ms/image"),
     ("targets_ms_100", "targets, 128x128x80, 100 objects", "ms/image"),
     ("ttf_targets_ms_10", "TTFNet targets (default recipe), 128x128x80, 10 objects",
@@ -97,25 +105,72 @@ def run_suite(args) -> None:
         figure = "n/a" if figures[key] is None else f"{figures[key]:.4g}"
         print(f"{what:<{width}}  {figure:>10}  {unit}")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(figures, indent=2) + "\n")
-        print(f"wrote {args.out}")
+        write_json(args.out, figures)
 
 
-def run_index(args) -> None:
-    """`index`: the starts of `benchmark.index_starts`, as a table."""
-    import tempfile
+def run_start(args) -> None:
+    """`start`: `scale.starts`, as a Markdown table."""
+    from centernet.study import scale
 
-    from centernet import benchmark
-
-    images = args.images or 3000
-    print(f"{machine_line()}; {images} JPEG files of 640x480")
-    with tempfile.TemporaryDirectory(prefix="centernet-index-") as temporary:
-        starts = benchmark.index_starts(images, args.dir or temporary)
-    print(f"{'start':<12}  {'imports s':>9}  {'index s':>8}  {'images':>7}  {'checked':>7}")
+    images, size = args.images or 100_000, tuple(int(v) for v in args.size.split("x"))
+    directory = args.dir or Path(tempfile.mkdtemp(prefix="centernet-start-"))
+    print(f"{machine_line()}; COCO folders of {args.small:,} and {images:,} JPEG files of "
+          f"{size[0]}x{size[1]} in {directory}", flush=True)
+    starts = scale.starts(images, directory, args.small, size, args.overrides)
+    print("\n| folder, start | imports s | index s | model and step s | first step s | "
+          "to the first step s | images | checked |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, start in starts.items():
-        print(f"{name:<12}  {start['imports_s']:>9.2f}  {start['index_s']:>8.2f}  "
-              f"{start['images']:>7}  {start['checked']:>7}")
+        parts = [start[key] for key in ("imports_s", "index_s", "build_s", "first_step_s")]
+        print(f"| {name} | " + " | ".join(f"{part:.2f}" for part in parts) +
+              f" | {sum(parts):.2f} | {start['images_indexed']:,} | {start['images_checked']:,} |")
+    for name, start in starts.items():
+        print(f"{name}: {start['index_line']}")
+    if args.out:
+        write_json(args.out, {"machine": machine_line(), "starts": starts})
+
+
+def run_resume(args) -> None:
+    """`resume`: what a resumed run's stream opens before its first batch."""
+    from centernet.study import scale
+
+    images = args.images or 100_000
+    directory = args.dir or Path(tempfile.mkdtemp(prefix="centernet-resume-"))
+    root = scale.jpeg_folder(directory / f"coco_{images}_320x240", images, (320, 240),
+                             val_images=16)
+    print(json.dumps({"benchmark": "resume", "images": images,
+                      **scale.resume_reads(root, args.resume_at, args.overrides)}))
+
+
+def run_feed(args) -> None:
+    """`feed`: the input pipeline's 512 px images per second on one core and on all, and the
+    input cores one GPU needs (published training speeds)."""
+    from centernet.benchmark import forward_gflops
+    from centernet.config import ModelConfig
+    from centernet.study import scale
+
+    directory = args.dir or Path(tempfile.mkdtemp(prefix="centernet-feed-"))
+    root = scale.jpeg_folder(directory / "coco_512_640x480", args.images or 512, val_images=8)
+    print(f"{machine_line()}; full training pipeline at 512 px, batch 16, on {root}", flush=True)
+    figures = [scale.pipeline_per_core(root, cores, args.batches, args.overrides)
+               for cores in sorted({1, len(os.sched_getaffinity(0))})]
+    for figure in figures:
+        print(json.dumps({"benchmark": "feed", **figure}))
+    per_core = figures[0]["images_per_sec_per_core"]
+    train_gflop = 3 * forward_gflops(ModelConfig(name="resnet18", input_size=512), 80)
+    print(f"\n| GPU | ResNet-18 CenterNet training at 512 px | images/s per GPU | input cores "
+          f"at {per_core:.1f} images/s per core |")
+    print("|---|---|---:|---:|")
+    for row in scale.cores_needed(per_core, train_gflop):
+        print(f"| {row['gpu']} | {row['source']} | {row['images_per_sec']:.0f} | "
+              f"{row['cores']} |")
+
+
+def write_json(path: Path, figures: dict) -> None:
+    """Write `figures` to `path` (its folder made), and say so."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"wrote {path}")
 
 
 def run_targets(args) -> None:
@@ -163,9 +218,7 @@ def run_profile(args) -> None:
           f"{args.classes} classes")
     print(markdown(profile))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(profile, indent=2) + "\n")
-        print(f"wrote {args.out}")
+        write_json(args.out, profile)
 
 
 def machine_line(machine=None) -> str:
@@ -220,11 +273,8 @@ def run_export(args) -> None:
     command = command_line(sys.argv)
     print(markdown(rows, command, machine_line()))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"command": command, "machine": machine_line(),
-                                        "checkpoint": str(checkpoint), "rows": rows},
-                                       indent=2) + "\n")
-        print(f"wrote {args.out}")
+        write_json(args.out, {"command": command, "machine": machine_line(),
+                              "checkpoint": str(checkpoint), "rows": rows})
 
 
 def main() -> None:
@@ -233,7 +283,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["pipeline", "targets", "train-step", "decode",
-                                         "focal", "evaluate", "coco-index", "index",
+                                         "focal", "evaluate", "coco-index", "start",
+                                         "resume", "feed",
                                          "profile",
                                          "suite",
                                          "time-to-accuracy", "export"])
@@ -248,8 +299,16 @@ def main() -> None:
     parser.add_argument("--output-size", type=int, default=128)
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--images", type=int,
-                        help="coco-index: images in the file (100000); index: JPEG files (3000)")
-    parser.add_argument("--dir", type=Path, help="index: the folder of generated images")
+                        help="coco-index: images in the file (100000); start, resume: JPEG "
+                        "files of the large folder (100000); feed: JPEG files (512)")
+    parser.add_argument("--dir", type=Path, help="start, resume, feed: where the generated "
+                        "folders are made, and kept for the next call (default: a new "
+                        "temporary folder)")
+    parser.add_argument("--small", type=int, default=300,
+                        help="start: JPEG files of the small folder")
+    parser.add_argument("--size", default="320x240", help="start: the JPEGs' WIDTHxHEIGHT")
+    parser.add_argument("--resume-at", type=int, default=1000, help="resume: the step")
+    parser.add_argument("--batches", type=int, default=20, help="feed: batches timed")
     parser.add_argument("--out", type=Path, help="suite, profile, export: write the figures to this "
                         "JSON file; time-to-accuracy: the report's directory")
     parser.add_argument("--quick", action="store_true",
@@ -266,9 +325,11 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from centernet import benchmark
     from centernet.config import ModelConfig
+    from centernet.study import scale
 
     tables = {"suite": run_suite, "profile": run_profile, "targets": run_targets,
-              "time-to-accuracy": run_time_to_accuracy, "index": run_index,
+              "time-to-accuracy": run_time_to_accuracy, "start": run_start,
+              "resume": run_resume, "feed": run_feed,
               "export": lambda arguments: run_command(lambda: run_export(arguments))}
     if args.what in tables:  # the subcommands that print their own tables
         tables[args.what](args)
@@ -285,10 +346,8 @@ def main() -> None:
     elif args.what == "focal":
         results = [benchmark.focal_loss_cost(jit_compile=args.jit)]
     elif args.what == "coco-index":
-        import tempfile
-
         with tempfile.TemporaryDirectory() as directory:
-            results = [benchmark.coco_index_cost(args.images or 100_000, directory)]
+            results = [scale.coco_index_cost(args.images or 100_000, directory)]
     else:
         results = [benchmark.evaluation_cost(composed(args.overrides))]
     for result in results:
