@@ -97,6 +97,13 @@ class DatasetConfig:
     between starts, in the index cache (`centernet/data/index_cache.py`; false: every image
     is decoded at every start); a TFDS source's records in memory after the training
     stream's first pass.
+    `data_service` (`[grpc://]HOST:PORT` of a tf.data service dispatcher, `centernet
+    data-service`): the training batches are made by that service's workers (reading,
+    decoding, augmentation, targets), each worker taking whole batches in turn, instead of by
+    this process; the workers must see the dataset at the same paths. With one worker the
+    batches are the same, in the same order, as without the service; with several, the same
+    batches in the order the workers deliver them (a resumed run continues from its step, but
+    the order of a few batches may differ from an uninterrupted one).
     """
 
     source: str = "shapes"
@@ -121,9 +128,14 @@ class DatasetConfig:
     max_overlap: float = 0.3
     seed: int = 0
     empty_fraction: float = 0.0
+    data_service: Optional[str] = None
 
     def __post_init__(self) -> None:
         _choice("dataset.source", self.source, DATASET_SOURCES)
+        if self.data_service is not None and not re.fullmatch(
+                r"(grpc://)?[^:/\s]+:\d+", str(self.data_service)):
+            _fail("dataset.data_service", self.data_service,
+                  "must be the address of a tf.data service dispatcher, [grpc://]HOST:PORT")
         if self.source in ("voc_xml", "coco_json") and not self.root and not (
                 self.source == "coco_json" and self.annotation_file and self.image_dir):
             _fail("dataset.root", self.root,

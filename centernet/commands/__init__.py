@@ -28,6 +28,7 @@ COMMANDS = {
     "compare-losses": ("compare_losses", "train every focal-loss form side by side"),
     "loss-numerics": ("loss_numerics", "where each focal-loss form breaks, by dtype"),
     "build-ops": ("build_ops", "compile the native target renderers ahead of time"),
+    "data-service": ("data_service", "serve training batches from other machines (tf.data)"),
 }
 
 

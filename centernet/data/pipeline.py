@@ -97,12 +97,7 @@ def mosaic_example(records: List[Dict[str, tf.Tensor]], seed: tf.Tensor,
     return _training_example(example, cfg)
 
 
-def _record_at(group: Dict[str, tf.Tensor], k: int) -> Dict[str, tf.Tensor]:
-    """Record `k` of a `ragged_batch` of records."""
-    return {key: value[k] for key, value in group.items()}
-
-
-def grouped_example(group: Dict[str, tf.Tensor], seed: tf.Tensor, cfg: RunConfig,
+def grouped_example(records: List[Dict[str, tf.Tensor]], seed: tf.Tensor, cfg: RunConfig,
                     use_mosaic: bool) -> Dict[str, tf.Tensor]:
     """One training example from its group of records (see the module docstring): a mosaic
     of the first four (or the first record alone), blended with the rest with probability
@@ -111,10 +106,10 @@ def grouped_example(group: Dict[str, tf.Tensor], seed: tf.Tensor, cfg: RunConfig
     seeds = tf.random.experimental.stateless_split(seed, num=3)
 
     def make(offset: int, example_seed: tf.Tensor) -> Dict[str, tf.Tensor]:
-        records = [_record_at(group, offset + k) for k in range(per_example)]
+        records_used = records[offset:offset + per_example]
         if use_mosaic:
-            return mosaic_example(records, example_seed, cfg)
-        return augmented_example(records[0], example_seed, cfg)
+            return mosaic_example(records_used, example_seed, cfg)
+        return augmented_example(records_used[0], example_seed, cfg)
 
     first = make(0, seeds[0])
     if cfg.augment.mixup == 0:
@@ -122,17 +117,35 @@ def grouped_example(group: Dict[str, tf.Tensor], seed: tf.Tensor, cfg: RunConfig
     return maybe_mixup(first, lambda: make(per_example, seeds[1]), cfg.augment, seeds[2])
 
 
+def _element(elements, k: int):
+    """Element `k` of a `ragged_batch` of the source's stream elements (positions or
+    records)."""
+    return tf.nest.map_structure(lambda value: value[k], elements)
+
+
+def _worker_share(examples: tf.data.Dataset, batch_size: int,
+                  data_service: Optional[str]) -> tf.data.Dataset:
+    """With `dataset.data_service`, the whole batches of `examples` (before their files are
+    read) that this tf.data service worker makes: every n-th from its own index on, where the
+    dispatcher replaces `SHARD_HINT` by its n workers and the worker's index. Without it,
+    `examples` as they are."""
+    if not data_service:
+        return examples
+    hint = tf.data.experimental.SHARD_HINT
+    return examples.batch(batch_size, drop_remainder=True).shard(hint, hint).unbatch()
+
+
 def _grouped_examples(stream: Callable[[], tf.data.Dataset],
                       to_record: Callable[[tf.Tensor], Dict[str, tf.Tensor]], cfg: RunConfig,
-                      seed: int, start_step: int, per_step: int,
+                      seed: int, start_step: int, per_step: int, batch_size: int,
                       mosaic_until: Optional[int]) -> tf.data.Dataset:
     """Training examples (before targets) from `start_step` on, with mosaic for the steps
     before `mosaic_until` (None: every step; only with `augment.mosaic`) and mixup.
 
     `stream` makes the shuffled, repeated stream of the source's elements, which `to_record`
-    reads after the skip; each phase iterates a new one (a seeded shuffle's order depends on
-    how often its dataset was iterated before, so phases sharing one would not give a resumed
-    run the same records)."""
+    reads after the skip (and after `_worker_share`, in units of `batch_size` examples); each
+    phase iterates a new one (a seeded shuffle's order depends on how often its dataset was
+    iterated before, so phases sharing one would not give a resumed run the same records)."""
     mixes = 2 if cfg.augment.mixup > 0 else 1
     if not cfg.augment.mosaic:
         mosaic_until = 0
@@ -142,15 +155,16 @@ def _grouped_examples(stream: Callable[[], tf.data.Dataset],
     def phase(first_step: int, use_mosaic: bool, steps: Optional[int]) -> tf.data.Dataset:
         before = per_step * mixes * (4 * min(first_step, switch) + max(first_step - switch, 0))
         group = (4 if use_mosaic else 1) * mixes
-        examples = (stream().skip(int(before)).map(to_record, num_parallel_calls=AUTOTUNE)
+        examples = (stream().skip(int(before))
                     .ragged_batch(group, drop_remainder=True)
                     .enumerate(start=first_step * per_step))
         if steps is not None:
             examples = examples.take(steps * per_step)
+        examples = _worker_share(examples, batch_size, cfg.dataset.data_service)
         return examples.map(
-            lambda index, group_records: grouped_example(
-                group_records, tf.stack([tf.constant(seed, tf.int64), index]), cfg,
-                use_mosaic),
+            lambda index, elements: grouped_example(
+                [to_record(_element(elements, k)) for k in range(group)],
+                tf.stack([tf.constant(seed, tf.int64), index]), cfg, use_mosaic),
             num_parallel_calls=AUTOTUNE)
 
     if switch == inf:
@@ -190,21 +204,27 @@ def train_dataset(source: Source, cfg: RunConfig, start_step: int = 0,
     per_step = cfg.train.batch_size // num_shards
     if cfg.augment.mosaic or cfg.augment.mixup > 0:
         examples = _grouped_examples(shuffled, to_record, cfg, seed, start_step, per_step,
-                                     mosaic_until)
+                                     batch_size, mosaic_until)
     else:
         def to_example(index: tf.Tensor, element: tf.Tensor) -> Dict[str, tf.Tensor]:
             example_seed = tf.stack([tf.constant(seed, tf.int64), index])
             return augmented_example(to_record(element), example_seed, cfg)
 
-        examples = (shuffled().enumerate().skip(start_step * per_step)
-                    .map(to_example, num_parallel_calls=AUTOTUNE))
+        examples = _worker_share(shuffled().enumerate().skip(start_step * per_step),
+                                 batch_size, cfg.dataset.data_service)
+        examples = examples.map(to_example, num_parallel_calls=AUTOTUNE)
 
     batches = (examples
                .padded_batch(batch_size, drop_remainder=True)  # boxes padded with zero rows
                .map(lambda batch: batch_targets(batch, cfg, source.num_classes),
                     num_parallel_calls=AUTOTUNE)
                .prefetch(AUTOTUNE))
-    return batches.with_options(_options(deterministic=cfg.train.seed is not None))
+    batches = batches.with_options(_options(deterministic=cfg.train.seed is not None))
+    if cfg.dataset.data_service:
+        batches = batches.apply(tf.data.experimental.service.distribute(
+            processing_mode=tf.data.experimental.service.ShardingPolicy.HINT,
+            service=cfg.dataset.data_service)).prefetch(AUTOTUNE)
+    return batches
 
 
 def eval_example(record: Dict[str, tf.Tensor], input_size: int) -> Dict[str, tf.Tensor]:
