@@ -43,25 +43,26 @@ def cache_root() -> Path:
     return Path(os.environ.get("CENTERNET_CACHE_DIR") or Path.home() / ".cache" / "centernet")
 
 
-def _decoder_version() -> str:
+def decoder_version() -> str:
+    """TensorFlow's version: its decoder decides what a check finds."""
     import tensorflow as tf
 
     return tf.__version__
 
 
-def _stamp(stat: os.stat_result) -> List[int]:
+def stamp(stat: os.stat_result) -> List[int]:
     """What says a file is unchanged: `[size in bytes, mtime ns, ctime ns]`."""
     return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
 
 
-def _entry(stamp: List[int], outcome: Outcome) -> Optional[list]:
+def _entry(file_stamp: List[int], outcome: Outcome) -> Optional[list]:
     """A cache entry `[size, mtime ns, ctime ns, height, width, converted, error]`, or None
     for an outcome that is not kept (the file could not be read)."""
     if isinstance(outcome, ValueError):
         if isinstance(outcome.__cause__, OSError):
             return None
-        return stamp + [0, 0, None, str(outcome)]
-    return stamp + [outcome.height, outcome.width, outcome.converted, None]
+        return file_stamp + [0, 0, None, str(outcome)]
+    return file_stamp + [outcome.height, outcome.width, outcome.converted, None]
 
 
 def _outcome(entry: list) -> Outcome:
@@ -93,7 +94,7 @@ class IndexCache:
                  probe: Callable[[Sequence[Path]], List[Outcome]] = probe_images):
         self.directory = Path(directory) if directory else cache_root() / "index"
         self._probe = probe
-        self._decoder = _decoder_version()
+        self._decoder = decoder_version()
         self.checked: List[Path] = []  # the files this object checked (not in the cache)
 
     def __call__(self, paths: Sequence[Path]) -> List[Outcome]:
@@ -108,20 +109,20 @@ class IndexCache:
                 folders[directory] = self._load(directory)
             folder = folders[directory]
             try:
-                stamp = _stamp(os.stat(path))
+                file_stamp = stamp(os.stat(path))
             except OSError:
-                stamp = None  # the probe says why
+                file_stamp = None  # the probe says why
             entry = folder.entries.get(name)
-            if stamp is not None and entry is not None and entry[:3] == stamp:
+            if file_stamp is not None and entry is not None and entry[:3] == file_stamp:
                 outcomes[position] = _outcome(entry)
             else:
-                unknown.append((position, folder, name, stamp))
+                unknown.append((position, folder, name, file_stamp))
         unknown_paths = [Path(paths[position]) for position, *_ in unknown]
         probed = self._probe(unknown_paths) if unknown else []
         self.checked.extend(unknown_paths)
-        for (position, folder, name, stamp), outcome in zip(unknown, probed):
+        for (position, folder, name, file_stamp), outcome in zip(unknown, probed):
             outcomes[position] = outcome
-            entry = _entry(stamp, outcome) if stamp is not None else None
+            entry = _entry(file_stamp, outcome) if file_stamp is not None else None
             if entry is not None:
                 folder.entries[name] = entry
             elif folder.entries.pop(name, None) is None:

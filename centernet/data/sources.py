@@ -33,6 +33,7 @@ from centernet.data import coco, shapes, voc
 from centernet.data.annotations import RawImage, SplitIndex, clean_split
 from centernet.data.images import probe_images
 from centernet.data.index_cache import IndexCache
+from centernet.data.split_cache import CachedSplit, SplitCache, stamps as split_stamps
 from centernet.data.report import DataReport
 from centernet.errors import DataError
 
@@ -192,7 +193,9 @@ class FolderSource(Source):
                  max_objects: Optional[int] = None,
                  annotation_files: Optional[Callable[[str], Path]] = None,
                  location: Callable[[str], str] = str, classes_chosen: bool = False,
-                 probe: Callable[[Sequence[Path]], list] = probe_images):
+                 probe: Callable[[Sequence[Path]], list] = probe_images,
+                 inputs: Callable[[str], List[Path]] = lambda split: [],
+                 split_cache: Optional[SplitCache] = None):
         self._parse = parse
         self._class_index = {key: index for index, key in enumerate(class_keys)}
         self.class_names = class_names
@@ -203,38 +206,81 @@ class FolderSource(Source):
         self._location = location
         self._classes_chosen = classes_chosen
         self._probe = probe
+        self._inputs = inputs
+        self._split_cache = split_cache
         self._splits: Dict[str, SplitIndex] = {}
         self.images_indexed = 0  # image files looked up by the checks so far
+        self.images_from_split_cache = 0  # images of splits the split cache held
+        self._read_failures = 0  # image files that could not be read (not: did not decode)
 
     def _counted_probe(self, paths: Sequence[Path]) -> list:
         self.images_indexed += len(paths)
-        return self._probe(paths)
+        outcomes = self._probe(paths)
+        self._read_failures += sum(isinstance(outcome, ValueError) and
+                                   isinstance(outcome.__cause__, OSError)
+                                   for outcome in outcomes)
+        return outcomes
+
+    def _cache_settings(self, split: str) -> dict:
+        """What besides its inputs decides a split's index (`split_cache.SplitCache`)."""
+        return {"split": split, "inputs": [str(path) for path in self._inputs(split)],
+                "classes": [str(key) for key in self._class_index],
+                "max_objects": self._max_objects, "strict": self.report.strict,
+                "classes_chosen": self._classes_chosen}
+
+    def _checked_split(self, split: str) -> SplitIndex:
+        """The split parsed and checked (`clean_split`), or as the split cache kept it."""
+        settings = self._cache_settings(split) if self._split_cache else {}
+        if self._split_cache:
+            cached = self._split_cache.load(settings)
+            if cached is not None:
+                self.report.cases.extend(cached.cases)
+                self.report.splits[split] = cached.counts
+                self.images_from_split_cache += cached.counts.images
+                return cached.index
+        first_case, read_failures = len(self.report.cases), self._read_failures
+        images = self._parse(split)
+        index = clean_split(split, images, self._class_index, self.report, self._max_objects,
+                            self._counted_probe, location=self._location(split),
+                            classes_chosen=self._classes_chosen)
+        # A file that could not be read says nothing about its content: such a split is
+        # checked again at every start, as the index cache checks that file again.
+        if self._split_cache and self._read_failures == read_failures:
+            found = [str(image.image_path) for image in images if image.image_path]
+            inputs = [*settings["inputs"], *found, *sorted({os.path.dirname(p) for p in found})]
+            self._split_cache.save(settings, CachedSplit(
+                index, self.report.cases[first_case:], self.report.splits[split],
+                split_stamps(inputs)))
+        return index
 
     def index_counts(self) -> Dict[str, int]:
         checked = (len(self._probe.checked) if isinstance(self._probe, IndexCache)
                    else self.images_indexed)
-        return {"images_indexed": self.images_indexed, "images_checked": checked}
+        return {"images_indexed": self.images_indexed + self.images_from_split_cache,
+                "images_checked": checked}
 
     def index_line(self) -> Optional[str]:
-        if not self.images_indexed:
+        total = self.images_indexed + self.images_from_split_cache
+        if not total:
             return None
         if not isinstance(self._probe, IndexCache):
-            return f"index: {self.images_indexed:,} images checked (dataset.cache=false)"
+            return f"index: {total:,} images checked (dataset.cache=false)"
         checked = self._probe.checked
-        line = (f"index: {self.images_indexed:,} images, {self.images_indexed - len(checked):,} "
-                f"from the index cache, {len(checked):,} checked")
-        if checked and len(checked) <= 3 and len(checked) < self.images_indexed:
+        line = f"index: {total:,} images"
+        if self.images_from_split_cache:
+            line += (f", {self.images_from_split_cache:,} in splits kept by the split cache "
+                     f"(annotations and images unchanged)")
+        if self.images_indexed:
+            line += (f", {self.images_indexed - len(checked):,} from the index cache, "
+                     f"{len(checked):,} checked")
+        if checked and len(checked) <= 3 and len(checked) < total:
             line += " (new or changed: " + ", ".join(str(path) for path in checked) + ")"
         return line
 
     def index(self, split: str) -> SplitIndex:
         """The split's usable images and objects (parsed and checked on first use)."""
         if split not in self._splits:
-            self._splits[split] = clean_split(split, self._parse(split), self._class_index,
-                                              self.report, self._max_objects,
-                                              self._counted_probe,
-                                              location=self._location(split),
-                                              classes_chosen=self._classes_chosen)
+            self._splits[split] = self._checked_split(split)
         return self._splits[split]
 
     def num_examples(self, split: str) -> int:
@@ -357,6 +403,19 @@ def _image_probe(cfg: DatasetConfig) -> Callable[[Sequence[Path]], list]:
     return IndexCache() if cfg.cache else probe_images
 
 
+def _kept_facts(split_cache: Optional[SplitCache], settings: dict, inputs: List[Path],
+                read: Callable[[], dict]) -> dict:
+    """`read()` (facts from annotation files, JSON-able), or what the split cache kept of it
+    while `inputs` are unchanged; without a split cache, `read()`."""
+    if split_cache is None:
+        return read()
+    facts = split_cache.load_facts(settings)
+    if facts is None:
+        facts = read()
+        split_cache.save_facts(settings, facts, [str(path) for path in inputs])
+    return facts
+
+
 def _voc_source(cfg: DatasetConfig, classes: Optional[ClassMap], report: DataReport,
                 max_objects: Optional[int]) -> FolderSource:
     root = _root(cfg)
@@ -367,22 +426,34 @@ def _voc_source(cfg: DatasetConfig, classes: Optional[ClassMap], report: DataRep
             parsed[split] = voc.read_split(root, split)
         return parsed[split]
 
+    def inputs(split: str) -> List[Path]:
+        listing = voc.split_list(root, split)
+        files, image_dir = voc.annotation_files(root, split)
+        return ([listing if listing.is_file() else root / split] + files
+                + ([image_dir] if image_dir else []))
+
+    split_cache = SplitCache() if cfg.cache else None
     if classes is not None:
         names = classes.names
     elif cfg.classes:
         names = list(cfg.classes)
     else:
-        names = voc.class_names(parse(cfg.train_split))
+        names = _kept_facts(
+            split_cache, {"facts": "voc class names", "split": cfg.train_split,
+                          "inputs": [str(path) for path in inputs(cfg.train_split)]},
+            inputs(cfg.train_split),
+            lambda: {"names": voc.class_names(parse(cfg.train_split))})["names"]
         if not names:
             raise DataError(f"dataset.root={cfg.root}: split {cfg.train_split!r} has no "
                             f"named objects to take class names from; set dataset.classes")
+
     def location(split: str) -> str:
         listing = voc.split_list(root, split)
         return str(listing if listing.is_file() else root / split)
 
     return FolderSource(parse, names, list(names), list(range(len(names))), report,
                         max_objects, location=location, classes_chosen=bool(cfg.classes),
-                        probe=_image_probe(cfg))
+                        probe=_image_probe(cfg), inputs=inputs, split_cache=split_cache)
 
 
 def _coco_source(cfg: DatasetConfig, classes: Optional[ClassMap], report: DataReport,
@@ -402,10 +473,18 @@ def _coco_source(cfg: DatasetConfig, classes: Optional[ClassMap], report: DataRe
     def parse(split: str) -> List[RawImage]:
         return coco.read_split(load(split), *paths(split))
 
+    def inputs(split: str) -> List[Path]:
+        return list(paths(split))
+
+    split_cache = SplitCache() if cfg.cache else None
     if classes is not None:
         names, ids = classes.names, classes.category_ids
     else:
-        names, ids = coco.categories(load(cfg.train_split))
+        train_file = paths(cfg.train_split)[0]
+        kept = _kept_facts(split_cache, {"facts": "coco categories", "file": str(train_file)},
+                           [train_file], lambda: dict(zip(
+                               ("names", "ids"), coco.categories(load(cfg.train_split)))))
+        names, ids = kept["names"], kept["ids"]
         if cfg.classes:
             _fixed_classes(cfg.classes, names, f"categories of {paths(cfg.train_split)[0]}")
             ids = [ids[names.index(name)] for name in cfg.classes]
@@ -413,7 +492,8 @@ def _coco_source(cfg: DatasetConfig, classes: Optional[ClassMap], report: DataRe
     return FolderSource(parse, ids, list(names), list(ids), report, max_objects,
                         annotation_files=lambda split: paths(split)[0],
                         location=lambda split: "{}, images in {}".format(*paths(split)),
-                        classes_chosen=bool(cfg.classes), probe=_image_probe(cfg))
+                        classes_chosen=bool(cfg.classes), probe=_image_probe(cfg),
+                        inputs=inputs, split_cache=split_cache)
 
 
 def build_source(cfg: DatasetConfig, classes: Optional[ClassMap] = None,
