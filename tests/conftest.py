@@ -60,6 +60,15 @@ def tfds_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
+def cache_dir(tmp_path, monkeypatch) -> Path:
+    """The project's cache directory for this test alone (`$CENTERNET_CACHE_DIR`): the index
+    and split caches, the native library."""
+    path = tmp_path / "cache"
+    monkeypatch.setenv("CENTERNET_CACHE_DIR", str(path))
+    return path
+
+
+@pytest.fixture
 def smoke_overrides(tfds_dir) -> List[str]:
     return ["experiment=smoke", f"dataset.data_dir={tfds_dir}"]
 

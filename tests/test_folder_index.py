@@ -33,14 +33,6 @@ BCCD = SHARED_DATASETS / "bccd"
 
 
 @pytest.fixture
-def cache_dir(tmp_path, monkeypatch) -> Path:
-    """The project's cache directory for this test alone (`$CENTERNET_CACHE_DIR`)."""
-    path = tmp_path / "cache"
-    monkeypatch.setenv("CENTERNET_CACHE_DIR", str(path))
-    return path
-
-
-@pytest.fixture
 def probed(monkeypatch) -> List[str]:
     """The names of the image files decoded to check them, in the order asked for."""
     names: List[str] = []

@@ -22,13 +22,6 @@ from folders import RED, voc_object, write_coco, write_image, write_voc
 
 
 @pytest.fixture
-def cache_dir(tmp_path, monkeypatch) -> Path:
-    path = tmp_path / "cache"
-    monkeypatch.setenv("CENTERNET_CACHE_DIR", str(path))
-    return path
-
-
-@pytest.fixture
 def parsed(monkeypatch) -> List[str]:
     """The annotation sources parsed (COCO files loaded, VOC XML files read), in order."""
     names: List[str] = []
