@@ -24,7 +24,7 @@ from centernet.data.sources import build_source
 from centernet.data import native
 from centernet.data.targets import (render_targets, render_targets_batch, render_ttf_targets,
                                     render_ttf_targets_batch)
-from centernet.engine.hardware import bfloat16_cpu_flags, cpu_flags
+from centernet.engine.hardware import bfloat16_cpu_flags, cpu_flags, cpu_model
 from centernet.evaluation.decode import decode
 from centernet.model import build_model
 
@@ -463,16 +463,9 @@ def forward_gflops(model_cfg: ModelConfig, num_classes: int) -> float:
 def machine() -> Dict[str, object]:
     """The CPU model, core count, the instruction-set flags that decide speed here (avx2,
     avx512f, avx512_bf16, amx), and the TensorFlow and Python versions."""
-    model = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            model = next((line.partition(":")[2].strip() for line in cpuinfo
-                          if line.partition(":")[0].strip() == "model name"), model)
-    except OSError:
-        pass
     flags = cpu_flags()
     wanted = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
-    return {"cpu": model, "cores": os.cpu_count(),
+    return {"cpu": cpu_model(), "cores": os.cpu_count(),
             "flags": {flag: flag in flags for flag in wanted},
             "tensorflow": tf.__version__, "python": platform.python_version()}
 

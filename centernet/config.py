@@ -19,6 +19,8 @@ from typing import Any, List, Optional, Sequence
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from centernet.errors import ConfigError
+
 DATASET_SOURCES = ("shapes", "tfds", "voc_xml", "coco_json")
 PRETRAINED = ("imagenet",)
 # ImageNet weights: keras.applications ships ResNet-50's and MobileNetV2's, KerasHub ResNet-18's
@@ -35,10 +37,6 @@ HEAD_DTYPES = ("float32", "compute")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 NONFINITE_ACTIONS = ("stop", "skip")
 DOWN_RATIO = 4
-
-
-class ConfigError(ValueError):
-    """A config value is out of range; the message names the full key and the allowed values."""
 
 
 def _fail(key: str, value: Any, allowed: str) -> None:
@@ -343,15 +341,6 @@ class PrecisionConfig:
         _choice("precision.heads", self.heads, HEAD_DTYPES)
 
     @property
-    def resolved_policy(self) -> str:
-        """The policy to use: `policy`, or for `auto` what `engine.hardware.choose_precision`
-        picks on this machine (bfloat16 only with native bfloat16 arithmetic)."""
-        if self.policy != "auto":
-            return self.policy
-        from centernet.engine.hardware import choose_precision, this_machine
-        return choose_precision(this_machine())[0]
-
-    @property
     def head_dtype(self) -> str | None:
         """`build_model`'s `head_dtype`: "float32", or None for the policy's compute dtype."""
         return "float32" if self.heads == "float32" else None
@@ -480,17 +469,6 @@ class TrainConfig:
             _in_range("train.ema_decay", self.ema_decay, 0.0, 1.0, open_low=True)
             if self.ema_decay >= 1.0:
                 _fail("train.ema_decay", self.ema_decay, "must be < 1 (or null: no average)")
-
-    @property
-    def xla(self) -> bool:
-        """Whether the train step compiles with XLA: `jit_compile`, or for `auto` what
-        `engine.hardware.choose_jit` picks on this machine; always with `deterministic`."""
-        if self.deterministic:
-            return True
-        if self.jit_compile != "auto":
-            return self.jit_compile == "true"
-        from centernet.engine.hardware import choose_jit, this_machine
-        return choose_jit(this_machine())[0]
 
     @property
     def peak_lr(self) -> float:

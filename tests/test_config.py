@@ -2,7 +2,8 @@
 
 import pytest
 
-from centernet.config import ConfigError, validate
+from centernet.config import validate
+from centernet.errors import ConfigError
 from conftest import compose_config, run_script
 
 
