@@ -82,7 +82,9 @@ def config_dir() -> Path:
 
 def compose_config(name: str, overrides: Sequence[str] = ()) -> DictConfig:
     """`<config_dir()>/<name>.yaml` composed with `overrides` as a command would compose it
-    (not validated: `centernet.config.validate` does that)."""
+    (not validated: `centernet.config.validate` does that). The one place the project composes
+    a config outside a command's `@hydra.main` (the tests' `compose_config` too); called
+    outside a running Hydra app, whose global state it sets up and leaves as it was."""
     with initialize_config_dir(config_dir=str(config_dir()), version_base=HYDRA_VERSION):
         return compose(name, overrides=list(overrides))
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, fields
-from typing import Any, List, Optional, Sequence
+from typing import Any, Iterable, List, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
@@ -670,6 +670,24 @@ def register_configs() -> None:
     store.store(name="export_schema", node=ExportConfig)
     store.store(name="show_data_schema", node=ShowDataConfig)
     store.store(name="audit_labels_schema", node=AuditConfig)
+
+
+def override_keys(overrides: Iterable[str]) -> List[str]:
+    """The key (or config group) each command-line override sets (`key=value`, `+key=value`,
+    `~key`, `group@package=option`), read by Hydra's own override parser: the one place the
+    project takes an override apart.
+
+    Raises:
+        ConfigError: an override Hydra cannot parse (its message says where).
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except OverrideParseException as error:
+        raise ConfigError(str(error)) from None
+    return [override.key_or_group for override in parsed]
 
 
 def validate(cfg: DictConfig | RunConfig) -> RunConfig:

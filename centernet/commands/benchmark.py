@@ -204,12 +204,13 @@ def run_time_to_accuracy(args) -> None:
 
 def run_export(args) -> None:
     """`export`: deployment figures of a trained run."""
-    from centernet.config import SCRIPT_KEYS
+    from centernet.config import SCRIPT_KEYS, override_keys
     from centernet.engine.runs import load_model, load_run_config, locate, run_classes
     from centernet.export.measure import export_figures, markdown
 
-    own = dict(o.split("=", 1) for o in args.overrides if o.split("=", 1)[0] in SCRIPT_KEYS)
-    overrides = [o for o in args.overrides if o.split("=", 1)[0] not in SCRIPT_KEYS]
+    keys = override_keys(args.overrides)
+    own = {key: o.split("=", 1)[1] for key, o in zip(keys, args.overrides) if key in SCRIPT_KEYS}
+    overrides = [o for key, o in zip(keys, args.overrides) if key not in SCRIPT_KEYS]
     run_dir, checkpoint = locate(own.get("run_dir"), own.get("checkpoint"))
     run = load_run_config(run_dir, compose_config("export", overrides), overrides, SCRIPT_KEYS)
     classes = run_classes(run_dir, run)

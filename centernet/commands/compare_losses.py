@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from centernet.cli import command_line, compose_config, configure_quiet_start, run_command
-from centernet.config import validate
+from centernet.config import override_keys, validate
 from centernet.engine.hardware import cpu_flags, cpu_model, precision_policy
 from centernet.errors import ConfigError
 
@@ -50,7 +50,7 @@ def _split_arguments(argv):
                               f"each run (use compare.losses / compare.precisions)")
         else:
             overrides.append(argument)
-    if not any(o.split("=")[0].lstrip("+~") == "experiment" for o in overrides):
+    if "experiment" not in override_keys(overrides):
         overrides.insert(0, "experiment=nan_demo")
     if run_dir is None:
         run_dir = Path("outputs/compare_losses") / time.strftime("%Y-%m-%d_%H-%M-%S")

@@ -9,10 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, Optional, Tuple
 
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from centernet.config import RunConfig, validate
+from centernet.config import RunConfig, override_keys, validate
 from centernet.errors import CheckpointError
 
 CONFIG_FILE = Path(".hydra") / "config.yaml"
@@ -43,8 +42,7 @@ def load_run_config(run_dir: Path, composed: DictConfig, overrides: Iterable[str
                               f"run directory?")
     saved = OmegaConf.load(path)
     own = set(own_keys)
-    for override in OverridesParser.create().parse_overrides(list(overrides)):
-        key = override.key_or_group
+    for key in override_keys(overrides):
         if key.split(".")[0] in own:
             continue
         OmegaConf.update(saved, key, OmegaConf.select(composed, key), merge=False)
