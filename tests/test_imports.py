@@ -51,7 +51,7 @@ def test_an_import_against_the_order_breaks_the_stages_contract(tmp_path):
 
 def test_tensorflow_in_the_config_breaks_the_ground_contract(tmp_path):
     package = copy_package(tmp_path)
-    config = package / "config.py"
+    config = package / "config" / "train.py"
     config.write_text(config.read_text() + "\nimport tensorflow  # noqa: E402,F401\n")
     result = lint_imports(tmp_path)
     assert result.returncode != 0
