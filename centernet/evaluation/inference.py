@@ -22,7 +22,8 @@ from centernet.evaluation.curves import threshold_counts
 from centernet.evaluation.decode import (decay_cross_class_twins, decode_probs, merge_flipped,
                                          to_original_pixels)
 from centernet.errors import DataError
-from centernet.evaluation.metrics import CocoEvaluator, GroundTruthImage, coco_ground_truth
+from centernet.evaluation.coco_format import GroundTruthImage, coco_ground_truth
+from centernet.evaluation.metrics import CocoEvaluator
 
 
 def detections_from_outputs(outputs: Dict[str, tf.Tensor],
