@@ -35,9 +35,11 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
+from centernet.config import DatasetConfig
 from centernet.data.shapes_scene import CLASS_NAMES, generate_example
 
 VERSION = "1.0.0"
+_SCHEMA = DatasetConfig()  # the source of ShapesConfig's defaults
 # Split name -> split number, the second component of each example's random seed.
 SPLITS = {"train": 0, "validation": 1, "test": 2}
 
@@ -72,16 +74,17 @@ class ShapesConfig(tfds.core.BuilderConfig):
     name: str = dataclasses.field(default="", init=False)
     description: str = dataclasses.field(default="", init=False)
     version: str = VERSION
-    image_size: int = 128
-    num_train: int = 4000
-    num_val: int = 500
-    num_test: int = 0
-    max_shapes: int = 6
-    min_size: float = 0.08
-    max_size: float = 0.5
-    max_overlap: float = 0.3
-    seed: int = 0
-    empty_fraction: float = 0.0
+    # the defaults are the schema's `dataset.*` ones (`centernet.config.DatasetConfig`)
+    image_size: int = _SCHEMA.image_size
+    num_train: int = _SCHEMA.num_train
+    num_val: int = _SCHEMA.num_val
+    num_test: int = _SCHEMA.num_test
+    max_shapes: int = _SCHEMA.max_shapes
+    min_size: float = _SCHEMA.min_size
+    max_size: float = _SCHEMA.max_size
+    max_overlap: float = _SCHEMA.max_overlap
+    seed: int = _SCHEMA.seed
+    empty_fraction: float = _SCHEMA.empty_fraction
 
     def __post_init__(self) -> None:
         if self.image_size < 16:
@@ -150,24 +153,10 @@ def config_name(
     )
 
 
-def shapes_config(
-    image_size: int = 128,
-    num_train: int = 4000,
-    num_val: int = 500,
-    max_shapes: int = 6,
-    min_size: float = 0.08,
-    max_size: float = 0.5,
-    max_overlap: float = 0.3,
-    seed: int = 0,
-    empty_fraction: float = 0.0,
-    num_test: int = 0,
-) -> ShapesConfig:
-    """A `ShapesConfig` with these parameters, named after them, version `VERSION`."""
-    return ShapesConfig(
-        image_size=image_size, num_train=num_train, num_val=num_val, max_shapes=max_shapes,
-        min_size=min_size, max_size=max_size, max_overlap=max_overlap, seed=seed,
-        empty_fraction=empty_fraction, num_test=num_test,
-    )  # fmt: skip
+def shapes_config(**parameters) -> ShapesConfig:
+    """A `ShapesConfig` with these parameters (`ShapesConfig`'s fields; the others keep their
+    defaults), named after them, version `VERSION`."""
+    return ShapesConfig(**parameters)
 
 
 # Seconds per 128 x 128 image of a whole preparation on two CPU cores (4,500 images in ~20 s).
