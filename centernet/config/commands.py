@@ -17,7 +17,9 @@ class EvaluateConfig(RunConfig):
     """`scripts/evaluate.py`: a run directory and/or a checkpoint; other keys override the
     run's own saved config (e.g. `dataset.val_split=test`, `eval.flip_test=true`)."""
 
+    # the training run (its saved config and checkpoints)
     run_dir: Optional[str] = None
+    # a checkpoint prefix or folder; null: the run's best, else its latest
     checkpoint: Optional[str] = None
 
 
@@ -25,11 +27,17 @@ class EvaluateConfig(RunConfig):
 class PredictConfig(EvaluateConfig):
     """`scripts/predict.py`: draw detections on an image, a folder of images or a video."""
 
+    # an image, a folder of images or a video
     input: Optional[str] = None
+    # where the drawn pictures go; null: predictions/ in the run folder (or beside the file)
     output: Optional[str] = None
-    score_threshold: Optional[float] = None  # None: the run report's best-F1 threshold, or 0.3
+    # detections drawn from this score; null: the run report's best-F1 threshold, or 0.3
+    score_threshold: Optional[float] = None
+    # also draw the heatmap
     heatmap: bool = False
+    # checkpoint, litert or onnx (an exported file, model_file=)
     format: str = "checkpoint"
+    # the exported .tflite or .onnx file (format=litert or onnx)
     model_file: Optional[str] = None
 
     def __post_init__(self) -> None:
@@ -51,11 +59,17 @@ class AuditSettings:
     (cleanlab's 0.95); null: the best-F1 threshold of the held-out detections. `seed`: the
     fold assignment's."""
 
+    # folds of the training split, one short run each
     folds: int = 3
+    # all the folds' runs together (each gets its share)
     time_budget: str = "30m"
+    # steps of each fold's run instead of the time budget
     max_steps: Optional[int] = None
+    # pictures of that many findings
     top: int = 24
+    # a confident detection's score; null: the held-out detections' best-F1 threshold
     confident_score: Optional[float] = None
+    # the fold assignment's seed
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -85,6 +99,7 @@ class AuditConfig(EvaluateConfig):
     """`scripts/audit_labels.py`: a run directory; `audit.*` the audit's settings; other keys
     override the run's own saved config for the fold runs."""
 
+    # the audit's settings (audit.*)
     audit: AuditSettings = field(default_factory=AuditSettings)
 
 
@@ -93,7 +108,9 @@ class ExportConfig(EvaluateConfig):
     """`scripts/export.py`: write the detector as a SavedModel (letterboxing and decoding
     inside), a LiteRT file (`export.precision`) or an ONNX file."""
 
+    # the file or folder written; null: in the run folder
     output: Optional[str] = None
+    # saved_model, litert or onnx
     format: str = "saved_model"
 
     def __post_init__(self) -> None:
@@ -104,8 +121,11 @@ class ExportConfig(EvaluateConfig):
 class ShowDataConfig(RunConfig):
     """`scripts/show_data.py`: a grid of training-pipeline images with their targets."""
 
+    # training-pipeline images drawn
     num_images: int = 16
+    # the grid's columns
     columns: int = 4
+    # the picture written
     output: str = "data_preview.png"
 
     def __post_init__(self) -> None:
@@ -117,12 +137,13 @@ SCRIPT_KEYS = ("run_dir", "checkpoint", "input", "output", "score_threshold", "h
                "model_file", "audit")
 
 
+# each command's config (`configs/<name>.yaml`) -> its schema, stored as `<name>_schema`
+SCHEMAS = {"train": RunConfig, "evaluate": EvaluateConfig, "predict": PredictConfig,
+           "export": ExportConfig, "show_data": ShowDataConfig, "audit_labels": AuditConfig}
+
+
 def register_configs() -> None:
     """Store the schemas so YAML files can name them in their defaults lists."""
     store = ConfigStore.instance()
-    store.store(name="train_schema", node=RunConfig)
-    store.store(name="evaluate_schema", node=EvaluateConfig)
-    store.store(name="predict_schema", node=PredictConfig)
-    store.store(name="export_schema", node=ExportConfig)
-    store.store(name="show_data_schema", node=ShowDataConfig)
-    store.store(name="audit_labels_schema", node=AuditConfig)
+    for name, schema in SCHEMAS.items():
+        store.store(name=f"{name}_schema", node=schema)

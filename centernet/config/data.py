@@ -34,27 +34,51 @@ class DatasetConfig:
     stream's first pass.
     """
 
+    # the reader: shapes (built in), tfds, voc_xml or coco_json
     source: str = "shapes"
+    # the dataset's name; for tfds the TFDS name, e.g. voc/2007 or coco/2017
     name: str = "shapes"
+    # TFDS data folder (shapes is prepared there); null: TFDS's default, ~/tensorflow_datasets
     data_dir: Optional[str] = None
+    # voc_xml, coco_json: the dataset folder (required)
     root: Optional[str] = None
+    # coco_json: the annotation file, instead of root/annotations/instances_{split}.json
     annotation_file: Optional[str] = None
+    # coco_json: the image folder, instead of root/{split}/
     image_dir: Optional[str] = None
+    # class names and their order; null: the training split's sorted names (VOC), the file's
+    # categories (COCO)
     classes: Optional[List[str]] = None
+    # the first skipped image or object is an error instead of a line in data_report.json
     strict: bool = False
+    # the split trained on
     train_split: str = "train"
+    # the split evaluated on during training (and by evaluate)
     val_split: str = "validation"
+    # folders: keep the image checks between starts (the index cache); TFDS: records in memory after
+    # the first pass
     cache: bool = True
+    # examples in the training stream's shuffle buffer
     shuffle_buffer: int = 4096
+    # shapes: side of the square images, pixels
     image_size: int = 128
+    # shapes: images in the train split
     num_train: int = 4000
+    # shapes: images in the validation split
     num_val: int = 500
+    # shapes: images in a test split from its own seeds (0: no test split)
     num_test: int = 0
+    # shapes: at most this many objects per image (1..max_shapes)
     max_shapes: int = 6
+    # shapes: smallest object, its longer side as a fraction of image_size
     min_size: float = 0.08
+    # shapes: largest object, its longer side as a fraction of image_size
     max_size: float = 0.5
+    # shapes: largest intersection of two objects' boxes, a fraction of the smaller
     max_overlap: float = 0.3
+    # shapes: the seed of the whole dataset
     seed: int = 0
+    # shapes: the share of images without objects
     empty_fraction: float = 0.0
 
     def __post_init__(self) -> None:
@@ -92,13 +116,21 @@ class TargetsConfig:
     heatmap `ttf_alpha` of the box's size, and the box regressed (GIoU, `loss.giou_weight`) by
     every cell of a Gaussian `ttf_beta` of its size, weighted by that Gaussian."""
 
+    # centernet: round Gaussian, size at the centre; ttfnet: elliptical Gaussian, boxes by GIoU
     kind: str = "centernet"
+    # objects per image with a target (K); the rest are dropped and counted
     max_objects: int = 128
+    # the CornerNet radius' minimum IoU (centernet targets)
     min_overlap: float = 0.7
+    # regress the size at every cell of an object's Gaussian window, not the centre alone
     dense_wh: bool = False
+    # the same for the offset to the object's centre
     dense_reg: bool = False
+    # clip boxes to the output grid's edge W (false: the original's last cell, W - 1)
     clip_to_edge: bool = True
+    # ttfnet: the heatmap Gaussian's size, a share of the box's
     ttf_alpha: float = 0.54
+    # ttfnet: the box-regression Gaussian's size, a share of the box's
     ttf_beta: float = 0.54
 
     def __post_init__(self) -> None:
@@ -130,18 +162,31 @@ class AugmentConfig:
     close mosaic; `mixup`: the probability that an example is blended with a second one,
     `lam ~ Beta(mixup_alpha, mixup_alpha)`."""
 
+    # horizontal flip probability
     flip: float = 0.5
+    # random square crop of side max(H, W) * U(min_scale, max_scale), resized to the input
     crop: bool = True
+    # the crop's smallest scale
     min_scale: float = 0.6
+    # the crop's largest scale (zoom out); null: chosen from the data's smallest objects
     max_scale: Optional[float] = 1.4
+    # the crop's centre stays this many pixels inside the image (halved until it fits)
     crop_border: int = 128
+    # colour jitter: factor 1 + U(-v, v); 0: off
     brightness: float = 0.4
+    # colour jitter: factor 1 + U(-v, v); 0: off
     contrast: float = 0.4
+    # colour jitter: factor 1 + U(-v, v); 0: off
     saturation: float = 0.4
+    # PCA (AlexNet) lighting noise, its standard deviation; 0: off
     lighting: float = 0.1
+    # four images in one input, until the last mosaic_off share of the steps
     mosaic: bool = False
+    # the share of the run's last steps trained without mosaic
     mosaic_off: float = 0.15
+    # probability that an example is blended with a second one
     mixup: float = 0.0
+    # mixup's blend lam ~ Beta(mixup_alpha, mixup_alpha)
     mixup_alpha: float = 32.0
 
     def __post_init__(self) -> None:

@@ -30,15 +30,25 @@ class ModelConfig:
     null: chosen from the training split's object sizes when the run starts
     (`centernet/engine/data_choices.py`)."""
 
+    # backbone: resnet18, resnet50 or mobilenetv2
     name: str = "resnet18"
+    # network input side (a multiple of 32); null: chosen from the data's object sizes
     input_size: Optional[int] = 512
+    # deconv: three deconvolutions from stride 32; shortcut: adding stride 16, 8, 4 features
     neck: str = "deconv"
+    # the neck's channels from stride 32 to 4
     neck_channels: List[int] = field(default_factory=lambda: [256, 128, 64])
+    # channels of each head's 3x3 convolution
     head_conv: int = 64
+    # the heatmap head's initial bias (-2.19: a prior of 0.1)
     heatmap_bias: float = -2.19
+    # a backbone weights file (.weights.h5 or Keras' .h5), offline
     weights: Optional[str] = None
+    # imagenet: ImageNet weights for the backbone (downloaded once)
     pretrained: Optional[str] = None
+    # resnet18's KerasHub preset: a name (default resnet_18_imagenet) or a local folder
     preset: Optional[str] = None
+    # BatchNorm statistics over all replicas (the global batch) instead of each one's
     sync_bn: bool = False
 
     def __post_init__(self) -> None:
@@ -64,12 +74,19 @@ class ModelConfig:
 class LossConfig:
     """Focal-loss implementation and the weights of the three loss parts."""
 
+    # focal-loss form: stable (logit space), naive, clamped (the original's) or per_image
     impl: str = "stable"
+    # focal loss' alpha
     alpha: float = 2.0
+    # focal loss' beta, the weight (1 - z)^beta of negatives near a centre
     beta: float = 4.0
+    # weight of the heatmap's focal loss
     heatmap_weight: float = 1.0
+    # weight of the size's L1 loss
     wh_weight: float = 0.1
+    # weight of the offset's L1 loss
     offset_weight: float = 1.0
+    # weight of the GIoU loss (0: logged, not trained on)
     giou_weight: float = 0.0
 
     def __post_init__(self) -> None:

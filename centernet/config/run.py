@@ -28,9 +28,13 @@ class Decoding:
       (`centernet.evaluation.decode.decay_cross_class_twins`); None: off, as the original.
     """
 
+    # detections per image (top k over all classes and cells)
     k: int = 100
+    # average each image's heatmap and sizes with its mirror's
     flip_test: bool = False
+    # decay a detection overlapping a higher-scoring one of another class beyond this IoU; null: off
     cross_class_iou: Optional[float] = None
+    # the factor such a detection's score is multiplied by
     cross_class_decay: float = 0.3
 
 
@@ -42,12 +46,15 @@ class EvalConfig:
     """Decoding (`Decoding`'s keys) and COCO evaluation (during training and in
     `scripts/evaluate.py`)."""
 
-    k: int = 100
-    flip_test: bool = False
-    cross_class_iou: Optional[float] = None
-    cross_class_decay: float = 0.3
+    k: int = Decoding.k  # Decoding's keys, defaults and descriptions
+    flip_test: bool = Decoding.flip_test
+    cross_class_iou: Optional[float] = Decoding.cross_class_iou
+    cross_class_decay: float = Decoding.cross_class_decay
+    # images per evaluation batch
     batch_size: int = 16
+    # detections scoring below it are not evaluated
     score_threshold: float = 0.0
+    # also report Pascal VOC AP50 (07 and 2010+)
     voc_metrics: bool = False
 
     def __post_init__(self) -> None:
@@ -65,11 +72,14 @@ class EvalConfig:
 
 @dataclass
 class ExportOptions:
-    """How `scripts/export.py` writes a LiteRT file (and `benchmark.py export` measures it):
-    `precision` `float32`, `float16` (float16 weights) or `int8` (full-integer quantisation,
-    calibrated on the first `calibration_images` letterboxed images of the training split)."""
+    """The exported LiteRT file. How `scripts/export.py` writes it (and `benchmark.py export`
+    measures it): `precision` `float32`, `float16` (float16 weights) or `int8` (full-integer
+    quantisation, calibrated on the first `calibration_images` letterboxed images of the
+    training split)."""
 
+    # the LiteRT file's precision: float32, float16 (weights) or int8 (calibrated)
     precision: str = "float32"
+    # int8: training images the quantisation is calibrated on
     calibration_images: int = 200
 
     def __post_init__(self) -> None:

@@ -24,10 +24,17 @@ NONFINITE_ACTIONS = ("stop", "skip")
 
 @dataclass
 class OptimizerConfig:
+    """The optimizer (fused Adam and AdamW updates, `centernet/engine/optim.py`, or SGD)."""
+
+    # adam, adamw or sgd
     name: str = "adam"
+    # weight decay, Keras' decoupled form (0: none)
     weight_decay: float = 0.0
+    # sgd's momentum
     momentum: float = 0.9
+    # sgd: Nesterov momentum
     nesterov: bool = False
+    # clip the gradients' global norm to this; null: no clipping
     global_clipnorm: Optional[float] = None
 
     def __post_init__(self) -> None:
@@ -46,10 +53,15 @@ class ScheduleConfig:
     cosine: cosine decay from the peak to `min_lr_ratio` x peak; constant: the peak throughout.
     """
 
+    # cosine, step or constant after the warm-up
     name: str = "cosine"
+    # steps of linear warm-up to the peak rate
     warmup_steps: int = 0
+    # step: fractions of the run where the rate is multiplied by gamma
     milestones: List[float] = field(default_factory=lambda: [0.64, 0.86])
+    # step: the factor at each milestone
     gamma: float = 0.1
+    # cosine: the last rate as a share of the peak
     min_lr_ratio: float = 0.0
 
     def __post_init__(self) -> None:
@@ -65,13 +77,15 @@ class ScheduleConfig:
 
 @dataclass
 class PrecisionConfig:
-    """`policy`: the Keras mixed-precision policy. `heads`: `float32` (default) runs the heads'
+    """Mixed precision. `policy`: the Keras mixed-precision policy. `heads`: `float32` (default) runs the heads'
     last layers in float32, as Keras advises for a model's outputs, so every loss sees float32
     logits; `compute` runs them in the policy's compute dtype, as a model built without a
     float32 output layer does, so `loss=naive` and `loss=clamped` compute in bfloat16 or
     float16 (`loss=stable` casts to float32 first either way)."""
 
+    # Keras policy: float32, mixed_bfloat16, mixed_float16 or auto (the machine decides)
     policy: str = "float32"
+    # float32: the heads' last layers in float32; compute: in the policy's dtype
     heads: str = "float32"
 
     def __post_init__(self) -> None:
@@ -86,14 +100,17 @@ class PrecisionConfig:
 
 @dataclass
 class DistributeConfig:
-    """`strategy` (`centernet/engine/strategies.py`): `default` (one device), `mirrored` (the
+    """Training on several devices. `strategy` (`centernet/engine/strategies.py`): `default` (one device), `mirrored` (the
     visible GPUs, or `cpu_devices` logical CPU devices when set), `multi_worker` (cluster from
     TF_CONFIG or Slurm) or `tpu`. `train.batch_size` is the global batch, split evenly between
     the replicas. `worker_dir`: where a worker other than the chief writes what it must (its
     copy of each checkpoint save, its log); null: a temporary directory removed at the end."""
 
+    # default (one device), mirrored, multi_worker or tpu
     strategy: str = "default"
+    # mirrored on a CPU: that many logical CPU devices (0: the visible GPUs)
     cpu_devices: int = 0
+    # where a non-chief worker writes; null: a temporary folder removed at the end
     worker_dir: Optional[str] = None
 
     def __post_init__(self) -> None:
@@ -103,9 +120,11 @@ class DistributeConfig:
 
 @dataclass
 class TrainConfig:
-    """The loop. `lr` is the peak learning rate at `lr_reference_batch` images per step; with
-    `scale_lr` the rate used is `lr * batch_size / lr_reference_batch` (linear scaling, as the
-    original CenterNet does from 1.25e-4 at batch 32). `jit_compile` (`true`, `false` or
+    """The loop. `lr` is a learning rate per 32 images: the peak rate for `lr_reference_batch`
+    (32) images a step. With `scale_lr` (the default) the run's peak rate, reached after
+    `schedule.warmup_steps` of linear warm-up, is `lr * batch_size / lr_reference_batch`
+    (`peak_lr`; linear scaling, as the original CenterNet does from 1.25e-4 at batch 32), with
+    `batch_size` the global batch under a distributed strategy; without it, `lr` itself. `jit_compile` (`true`, `false` or
     `auto`: where it measured faster, `centernet/engine/hardware.py`) compiles the train step
     with XLA. `batch_size` null: chosen from the data and the machine when the run starts.
 
@@ -146,26 +165,48 @@ class TrainConfig:
             return None
         return parse_duration(self.time_budget)
 
+    # images per step (the global batch); null: chosen from the data and the machine
     batch_size: Optional[int] = 32
+    # the run's length in steps (before epochs and time_budget)
     max_steps: Optional[int] = None
+    # the run's length in passes over the training split
     epochs: Optional[int] = None
-    time_budget: Optional[str] = None
+    # a duration (45m, 2h, 1h30m) the run plans its steps to fit; auto: what suits the machine
+    time_budget: Optional[str] = "auto"
+    # a time budget's evaluations, the last at the end
     evaluations: int = 6
+    # end the run after that many evaluations without a better AP; null: never
     patience: Optional[int] = None
+    # end this invocation at that step (checkpointed, resumable, schedule unchanged)
     stop_at_step: Optional[int] = None
+    # a rate per 32 images (lr_reference_batch): the peak learning rate is lr * batch_size / 32
+    # with scale_lr (the default), reached after schedule.warmup_steps
     lr: float = 1.25e-4
+    # the batch train.lr is given for (linear scaling)
     lr_reference_batch: int = 32
+    # scale train.lr linearly with the batch; false: train.lr is the peak rate as it stands
     scale_lr: bool = True
+    # the seed of weights, shuffling and augmentation; null: unseeded
     seed: Optional[int] = 0
+    # resumed runs end bit for bit as uninterrupted ones (needs seed; XLA on one device)
     deterministic: bool = False
-    log_every: int = 20
-    checkpoint_every: int = 500
+    # steps between training records (train.log, TensorBoard)
+    log_every: int = 50
+    # steps between checkpoints
+    checkpoint_every: int = 1000
+    # the newest checkpoints kept (the best one apart)
     keep_checkpoints: int = 3
-    eval_every: int = 0
+    # steps between evaluations (0: at the end only)
+    eval_every: int = 2000
+    # a non-finite step: stop (with the cause) or skip it
     on_nonfinite: str = "stop"
+    # keep an exponential moving average of the weights with this decay; null: none
     ema_decay: Optional[float] = None
+    # compile the step with XLA: true, false or auto (where it measured faster)
     jit_compile: str = "auto"
+    # show a progress bar (the log lines are written either way)
     progress_bar: bool = True
+    # validation images drawn with detections in TensorBoard at each evaluation
     tensorboard_images: int = 4
 
     def __post_init__(self) -> None:
