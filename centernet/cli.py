@@ -47,8 +47,10 @@ from typing import Callable, Iterator, List, Sequence, TypeVar
 
 import hydra
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from centernet.config.commands import SCHEMAS
+from centernet.config.help import command_help
 from centernet.errors import USER_ERRORS
 
 T = TypeVar("T")
@@ -82,7 +84,9 @@ def config_dir() -> Path:
 
 def compose_config(name: str, overrides: Sequence[str] = ()) -> DictConfig:
     """`<config_dir()>/<name>.yaml` composed with `overrides` as a command would compose it
-    (not validated: `centernet.config.validate` does that)."""
+    (not validated: `centernet.config.validate` does that). The one place the project composes
+    a config outside a command's `@hydra.main` (the tests' `compose_config` too); called
+    outside a running Hydra app, whose global state it sets up and leaves as it was."""
     with initialize_config_dir(config_dir=str(config_dir()), version_base=HYDRA_VERSION):
         return compose(name, overrides=list(overrides))
 
@@ -96,12 +100,32 @@ def hydra_command(config_name: str) -> Callable[[Callable[[DictConfig], T]], Cal
     def decorate(task: Callable[[DictConfig], T]) -> Callable[[], None]:
         def main() -> None:
             configure_quiet_start(sys.argv)
+            install_help(config_name, sys.modules[task.__module__].__doc__ or "")
             hydra.main(version_base=HYDRA_VERSION, config_path=str(config_dir()),
                        config_name=config_name)(task)()
 
         return main
 
     return decorate
+
+
+HELP_RESOLVER = "centernet_help"  # each command's YAML: hydra.help.template: ${centernet_help:}
+
+
+def install_help(config_name: str, about: str) -> None:
+    """Make `--help` the command's own page (`centernet.config.help.command_help`: its groups
+    and keys from the configs and the schema, `about` (its module docstring) first, Hydra's
+    options last), through the resolver its `hydra.help.template` names."""
+
+    def render(*, _root_: DictConfig) -> str:
+        choices = dict(_root_.hydra.runtime.choices) if "hydra" in _root_ else {}
+        task = OmegaConf.masked_copy(_root_, [key for key in _root_ if key != "hydra"])
+        page = command_help(config_name, about, SCHEMAS[config_name], task, config_dir(),
+                            choices)
+        # Hydra fills the template with string.Template: `$` is its own
+        return page.replace("$", "$$") + "\n\nHydra's options (--hydra-help: more):\n$FLAGS_HELP"
+
+    OmegaConf.register_new_resolver(HELP_RESOLVER, render, replace=True)
 
 
 def command_line(argv: Sequence[str]) -> str:

@@ -3,7 +3,9 @@
 Each message names the file, key, value or step at fault.
 """
 
-from centernet.config import ConfigError
+class ConfigError(ValueError):
+    """A config value is out of range; the message names the full key and the allowed values.
+    (`centernet.config` raises it; it is a `ValueError`, as OmegaConf's own checks are.)"""
 
 
 class CenterNetError(Exception):

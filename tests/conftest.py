@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import List
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import centernet  # noqa: E402,F401  (before TensorFlow: the pooled CPU allocator, as in the scripts)
 import tensorflow as tf  # noqa: E402
+
+from centernet import cli  # noqa: E402
 
 # Two logical CPU devices for the `distribute=mirrored` tests: they can only be made before
 # TensorFlow initialises its devices. Everything else still runs on the first.
@@ -26,18 +27,14 @@ tf.config.set_logical_device_configuration(
     [tf.config.LogicalDeviceConfiguration() for _ in range(LOGICAL_CPUS)])
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = ROOT / "configs"
 SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
 
 
 def compose_config(overrides: List[str], name: str = "train"):
-    """Compose `configs/<name>.yaml` with overrides, exactly as the scripts do."""
+    """Compose `configs/<name>.yaml` with overrides, exactly as the commands do
+    (`centernet.cli.compose_config`), after clearing any Hydra state a test left behind."""
     GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-            return compose(name, overrides=overrides)
-    finally:
-        GlobalHydra.instance().clear()
+    return cli.compose_config(name, overrides)
 
 
 @pytest.fixture(params=["native", "portable"])

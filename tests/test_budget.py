@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from centernet.config import ConfigError, parse_duration, validate
+from centernet.config import parse_duration, validate
+from centernet.errors import ConfigError
 from centernet.engine.budget import (MARGIN_SECONDS, MARGIN_SHARE, MIN_REFIT_STEPS, PLAN_FILE,
                                      Measurement, Plan, format_duration, measure, plan_budget,
                                      process_start_time, refit_plan)

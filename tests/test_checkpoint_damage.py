@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from centernet.cli import NATIVE_LOG_LINE
 from centernet.engine.checkpointing import list_checkpoints, verify_checkpoint
-from centernet.engine.training import train
+from centernet.training import train
 from centernet.errors import DamagedCheckpointError
 from conftest import compose_config, run_script
 

@@ -1,9 +1,25 @@
-"""The config tree composes, and bad values fail before any TensorFlow work, naming the key."""
+"""The config tree composes, and bad values fail before any TensorFlow work, naming the key;
+each key's default is set in one place per layer, and `--help` is written from the configs and
+the schema."""
+
+import dataclasses
+from pathlib import Path
 
 import pytest
+import yaml
+from omegaconf import OmegaConf
 
-from centernet.config import ConfigError, validate
-from conftest import compose_config, run_script
+from centernet.config import RunConfig, validate
+from centernet.config.commands import SCHEMAS
+from centernet.config.help import key_descriptions
+from centernet.errors import ConfigError
+from conftest import ROOT, compose_config, run_script
+
+# A preset may restore the schema's value over a lower layer that changed it; each one, and why.
+RESTORES_THE_SCHEMA = {
+    ("experiment/nan_demo.yaml", "schedule.warmup_steps"): "schedule=cosine's warm-up",
+    ("experiment/smoke.yaml", "dataset.num_test"): "the shapes preset's test split",
+}
 
 
 def test_default_config_composes_with_shapes():
@@ -28,12 +44,79 @@ def test_cfg_job_prints_composed_config_with_shapes():
     assert "source: shapes" in result.stdout and "name: resnet18" in result.stdout
 
 
-def test_help_lists_the_groups():
+def test_help_lists_the_groups_one_line_each_and_every_key_with_its_comment():
     result = run_script("train.py", "--help")
-    assert result.returncode == 0
-    for group in ("dataset: coco_json, shapes, tfds, voc_xml", "model:", "loss: clamped, naive, per_image, stable", "experiment:",
-                  "optimizer:", "schedule:", "precision:"):
-        assert group in result.stdout
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    for group, options in [("dataset", "coco_json, shapes*, tfds, voc_xml"),
+                           ("loss", "clamped, naive, per_image, stable*"),
+                           ("recipe", "centernet, ttfnet*"), ("model", ""), ("experiment", ""),
+                           ("optimizer", ""), ("schedule", ""), ("precision", "")]:
+        found = [line for line in lines if line.startswith(f"  {group}:")]
+        assert len(found) == 1 and options in found[0], (group, found)
+    assert "recipe_dataset" not in result.stdout  # internal: picked by recipe and dataset
+    for section in dataclasses.fields(RunConfig):
+        for key in dataclasses.fields(section.default_factory):
+            assert any(line.startswith(f"    {section.name}.{key.name}=") for line in lines), key
+    lr = next(i for i, line in enumerate(lines) if line.startswith("    train.lr="))
+    assert "a rate per 32 images" in lines[lr] and "lr * batch_size / 32" in " ".join(
+        lines[lr:lr + 3])
+
+
+def test_help_shows_the_values_of_the_overrides_beside_it():
+    result = run_script("train.py", "dataset=voc_xml", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "voc_xml<" in result.stdout and "    dataset.val_split=val " in result.stdout
+
+
+@pytest.mark.parametrize("command", sorted(SCHEMAS))
+def test_every_key_of_every_schema_has_its_comment(command):
+    """`--help` describes every key from the comment above its field in the schema."""
+    def undocumented(schema):
+        described = key_descriptions(schema)
+        for item in dataclasses.fields(schema):
+            factory = item.default_factory
+            if isinstance(factory, type) and dataclasses.is_dataclass(factory):
+                yield from (f"{item.name}.{key}" for key in undocumented(factory))
+            elif item.name not in described:
+                yield item.name
+
+    assert list(undocumented(SCHEMAS[command])) == []
+
+
+def preset_values(path: Path) -> dict:
+    """`{full key: value}` a file under configs/ sets (a group option's under its group)."""
+    data = yaml.safe_load(path.read_text()) or {}
+    data.pop("defaults", None)
+    data.pop("hydra", None)
+    if "@package _global_" not in path.read_text() and path.parent.name != "configs":
+        data = {path.parent.name: data}
+
+    def flat(node, prefix=""):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                yield from flat(value, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}", value
+
+    return dict(flat(data))
+
+
+def test_presets_set_only_what_they_change():
+    """Every key's default is the schema's; a file under configs/ sets a key to the schema's
+    value only to name a group's option for itself (`model/resnet18.yaml`: `name: resnet18`)
+    or to restore it over a lower layer (`RESTORES_THE_SCHEMA`, each with its reason)."""
+    schema = OmegaConf.structured(RunConfig)
+    repeated = []
+    for path in sorted((ROOT / "configs").rglob("*.yaml")):
+        for key, value in preset_values(path).items():
+            if OmegaConf.select(schema, key, default="<none>") != value:
+                continue
+            name = str(path.relative_to(ROOT / "configs"))
+            if value == path.stem or (name, key) in RESTORES_THE_SCHEMA:
+                continue
+            repeated.append(f"{name}: {key}={value!r}")
+    assert repeated == []
 
 
 @pytest.mark.parametrize("override, expected", [

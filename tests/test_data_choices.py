@@ -16,7 +16,7 @@ from centernet.engine.data_choices import (apply_choices, choose_batch_size, cho
                                            choose_max_scale, choose_settings)
 from centernet.engine.hardware import Machine, choose_precision, this_machine
 from centernet.engine import data_choices
-from centernet.engine.training import train
+from centernet.training import train
 from centernet.errors import ConfigError
 from conftest import compose_config
 from folders import RED, write_image, write_voc, voc_object

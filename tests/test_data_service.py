@@ -17,12 +17,13 @@ from typing import List
 import numpy as np
 import pytest
 
-from centernet.config import ConfigError, validate
+from centernet.benchmark.scale import jpeg_folder
+from centernet.config import validate
 from centernet.data.pipeline import train_dataset
 from centernet.data.sources import build_source
 from centernet.engine.step import LOSS_PARTS
-from centernet.engine.training import train
-from centernet.study.scale import jpeg_folder
+from centernet.errors import ConfigError
+from centernet.training import train
 from conftest import ROOT, compose_config
 
 pytestmark = pytest.mark.slow

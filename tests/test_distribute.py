@@ -18,13 +18,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from centernet.config import ConfigError, validate
+from centernet.config import validate
+from centernet.errors import ConfigError
 from centernet.data.pipeline import train_dataset
 from centernet.data.sources import build_source
+from centernet.engine.hardware import precision_policy
 from centernet.engine.optim import build_optimizer, build_schedule
 from centernet.engine.strategies import DEFAULT_STRATEGY, build_strategy
 from centernet.engine.step import LOSS_PARTS, make_train_step
-from centernet.engine.training import train
+from centernet.training import train
 from centernet.model import build_model
 from conftest import LOGICAL_CPUS, ROOT, compose_config
 
@@ -58,7 +60,7 @@ def _uneven(batch):
 def _one_step(cfg, batch, strategy):
     """Loss parts, gradients (from the SGD update) and BatchNorm statistics after one step,
     in the config's precision (not whatever policy an earlier test in this worker left)."""
-    keras.mixed_precision.set_global_policy(cfg.precision.resolved_policy)
+    keras.mixed_precision.set_global_policy(precision_policy(cfg.precision))
     keras.utils.set_random_seed(0)
     with strategy.scope():
         model = build_model(cfg.model, 3, head_dtype=cfg.precision.head_dtype)

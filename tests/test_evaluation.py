@@ -16,16 +16,14 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from centernet.evaluation.coco_format import GroundTruthImage, coco_ground_truth, detections_to_coco
 from centernet.evaluation.metrics import (
     COCO_STAT_NAMES,
     CocoEvaluator,
-    GroundTruthImage,
-    coco_ground_truth,
     coco_metrics,
-    detections_to_coco,
     format_metrics_table,
-    voc_ap50,
 )
+from centernet.evaluation.voc_metrics import voc_ap50
 
 EXACT = 1e-9
 

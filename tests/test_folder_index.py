@@ -23,8 +23,8 @@ from centernet.data import images
 from centernet.data.pipeline import train_dataset
 from centernet.data.sources import build_source, check_splits
 from centernet.engine.training import Trainer
-from centernet.evaluation.inference import ground_truth
-from centernet.study.scale import OpenedFiles
+from centernet.evaluation.inference import SplitEvaluator, ground_truth
+from centernet.benchmark.scale import OpenedFiles
 from conftest import SHARED_DATASETS, compose_config
 from folders import (RED, encode, examples, picture, snapshot, voc_object,
                      write_image, write_voc)
@@ -254,9 +254,9 @@ def test_a_second_training_start_opens_no_image(tmp_path, cache_dir):
         "dataset.classes=[cat]", "model.input_size=64", "train.batch_size=2"]))
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    Trainer(cfg, run_dir)
+    Trainer(cfg, run_dir, SplitEvaluator)
     with OpenedFiles(root / "JPEGImages") as opened:
-        Trainer(cfg, run_dir)
+        Trainer(cfg, run_dir, SplitEvaluator)
     assert opened.names == set()
 
 

@@ -9,6 +9,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from centernet.config import validate
+from centernet.engine.hardware import precision_policy
 from centernet.engine.run_log import read_metrics
 from centernet.study.comparison import SHORT
 from conftest import compose_config, run_script
@@ -126,7 +127,7 @@ def test_compare_losses_writes_a_row_per_run_and_the_figure(tfds_dir, tmp_path):
             if line.startswith("| ") and line.split("|")[1].strip() in losses]
     assert [cells[0] for cells in rows] == losses
     # the experiment's own precision: precision=auto's choice for this machine
-    own = validate(compose_config(["experiment=smoke"])).precision.resolved_policy
+    own = precision_policy(validate(compose_config(["experiment=smoke"])).precision)
     assert {cells[1] for cells in rows} == {own}
     for cells in rows:
         assert cells[2] == "3" and cells[3] == "none" and float(cells[4]) > 0

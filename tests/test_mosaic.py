@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from centernet.config import AugmentConfig, ConfigError, validate
+from centernet.config import AugmentConfig, validate
+from centernet.errors import ConfigError
 from centernet.data.mosaic import (MIN_KEPT_AREA, QUADRANTS, beta_sample, maybe_mixup, mosaic,
                                    quadrant_boxes)
 from centernet.data.pipeline import train_dataset

@@ -16,7 +16,8 @@ from centernet.data.pipeline import eval_example, train_example
 from centernet.data.sources import build_source
 from centernet.evaluation.decode import decode, to_original_pixels
 from centernet.evaluation.inference import ground_truth
-from centernet.evaluation.metrics import CocoEvaluator, coco_ground_truth
+from centernet.evaluation.coco_format import coco_ground_truth
+from centernet.evaluation.metrics import CocoEvaluator
 from conftest import compose_config
 
 

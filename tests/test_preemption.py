@@ -17,7 +17,7 @@ import tensorflow as tf
 from centernet.engine.checkpointing import list_checkpoints
 from centernet.engine.preemption import PREEMPTED_EXIT_CODE
 from centernet.engine.run_log import read_metrics
-from centernet.engine.training import train
+from centernet.training import train
 from conftest import ROOT, compose_config
 
 OBJECT_GRAPH = "_CHECKPOINTABLE_OBJECT_GRAPH"

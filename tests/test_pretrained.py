@@ -18,8 +18,8 @@ from keras.src.backend import config as keras_config
 from keras.src.legacy.saving import legacy_h5_format
 from keras.src.utils import file_utils
 
-from centernet.config import ConfigError, ModelConfig
-from centernet.errors import CheckpointError
+from centernet.config import ModelConfig
+from centernet.errors import CheckpointError, ConfigError
 from centernet.model import build_model
 from centernet.model.backbones import imagenet_weights_file
 

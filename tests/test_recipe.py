@@ -158,16 +158,16 @@ def test_float16_is_warned_about_only_on_a_cpu_running_onednn():
         assert precision_warning(policy, onednn) is None
 
 
-def test_auto_resolves_on_this_machine_through_the_config(monkeypatch):
+def test_auto_resolves_on_this_machine(monkeypatch):
     import centernet.engine.hardware as hardware
     monkeypatch.setattr(hardware, "this_machine", lambda: EPYC_AVX512_BF16)
     cfg = composed("precision=auto", "train.jit_compile=auto")
-    assert cfg.precision.resolved_policy == "mixed_bfloat16"
-    assert cfg.train.xla is False
+    assert hardware.precision_policy(cfg.precision) == "mixed_bfloat16"
+    assert hardware.uses_xla(cfg.train) is False
     monkeypatch.setattr(hardware, "this_machine", lambda: EPYC_AVX2)
-    assert cfg.precision.resolved_policy == "float32"
-    assert cfg.train.xla is True
-    assert composed("train.jit_compile=false").train.xla is False
+    assert hardware.precision_policy(cfg.precision) == "float32"
+    assert hardware.uses_xla(cfg.train) is True
+    assert hardware.uses_xla(composed("train.jit_compile=false").train) is False
 
 
 def test_cpu_flags_read_from_cpuinfo(tmp_path):

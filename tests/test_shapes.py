@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from centernet.data import shapes
+from centernet.data import shapes, shapes_scene
 
 SMALL = dict(image_size=96, num_train=20, num_val=10)
 
@@ -69,12 +69,12 @@ def test_empty_fraction_leaves_that_share_of_images_empty_and_the_rest_unchanged
     drawn before the option existed (no extra random draw), so existing data stays put."""
     config = shapes.shapes_config(image_size=64, num_train=400, num_val=1, max_shapes=3,
                                   min_size=0.2, max_size=0.5, empty_fraction=0.25)
-    counts = [len(shapes.sample_scene(shapes.example_rng(0, 0, i), config)) for i in range(400)]
+    counts = [len(shapes_scene.sample_scene(shapes_scene.example_rng(0, 0, i), config)) for i in range(400)]
     empty = counts.count(0) / len(counts)
     assert 0.18 < empty < 0.32  # binomial(400, 0.25): 5 standard deviations either side
     plain = shapes.shapes_config(image_size=64, num_train=400, num_val=1, max_shapes=3,
                                  min_size=0.2, max_size=0.5)
-    assert all(len(shapes.sample_scene(shapes.example_rng(0, 0, i), plain)) >= 1
+    assert all(len(shapes_scene.sample_scene(shapes_scene.example_rng(0, 0, i), plain)) >= 1
                for i in range(100))
     with pytest.raises(ValueError, match="empty_fraction"):
         shapes.shapes_config(empty_fraction=1.0)
@@ -147,11 +147,11 @@ def test_two_builds_are_identical(small_builds):
 def test_examples_do_not_depend_on_generation_order(small_config, small_builds):
     stored = read_split(small_builds[0], "validation")
     for index in (7, 3):
-        example = shapes.generate_example(small_config, shapes.SPLITS["validation"], index)
+        example = shapes_scene.generate_example(small_config, shapes.SPLITS["validation"], index)
         image = tfds.features.Image(encoding_format="png").decode_example_np(example["image"])
         np.testing.assert_array_equal(image, stored[index]["image"])
-    train = shapes.generate_example(small_config, shapes.SPLITS["train"], 3)
-    validation = shapes.generate_example(small_config, shapes.SPLITS["validation"], 3)
+    train = shapes_scene.generate_example(small_config, shapes.SPLITS["train"], 3)
+    validation = shapes_scene.generate_example(small_config, shapes.SPLITS["validation"], 3)
     assert train["image"] != validation["image"]
 
 
@@ -197,9 +197,9 @@ MARGIN = 1.0
 FIXED_POINT = 2.0**-8
 
 
-def polygon(shape: shapes.Shape) -> np.ndarray:
+def polygon(shape: shapes_scene.Shape) -> np.ndarray:
     """Vertices `[V, 2]` of a rectangle or triangle, counter-clockwise in image axes."""
-    if shape.kind == shapes.RECTANGLE:
+    if shape.kind == shapes_scene.RECTANGLE:
         half_w, half_h = shape.half_size
         cos, sin = math.cos(math.radians(shape.angle)), math.sin(math.radians(shape.angle))
         corners = [(-half_w, -half_h), (half_w, -half_h), (half_w, half_h), (-half_w, half_h)]
@@ -212,11 +212,11 @@ def polygon(shape: shapes.Shape) -> np.ndarray:
     return points if signed_area > 0 else points[::-1]
 
 
-def signed_distance(shape: shapes.Shape, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def signed_distance(shape: shapes_scene.Shape, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Signed distance (px, negative inside) from the points `(x, y)` to the region the shape
     covers: its interior when filled, else the band of half-width `thickness / 2` around its
     outline."""
-    if shape.kind == shapes.CIRCLE:
+    if shape.kind == shapes_scene.CIRCLE:
         to_outline = np.hypot(x - shape.center[0], y - shape.center[1]) - shape.radius
     else:
         points = polygon(shape)
@@ -232,10 +232,10 @@ def signed_distance(shape: shapes.Shape, x: np.ndarray, y: np.ndarray) -> np.nda
     return to_outline if shape.filled else np.abs(to_outline) - shape.thickness / 2
 
 
-def exact_extent(shape: shapes.Shape) -> np.ndarray:
+def exact_extent(shape: shapes_scene.Shape) -> np.ndarray:
     """Continuous extent `[x1, y1, x2, y2]` (px) of the region the shape covers, unclipped."""
     pad = shape.thickness / 2
-    if shape.kind == shapes.CIRCLE:
+    if shape.kind == shapes_scene.CIRCLE:
         reach = shape.radius + pad
         return np.array([-reach, -reach, reach, reach]) + np.tile(shape.center, 2)
     points = polygon(shape)
@@ -251,8 +251,8 @@ def mask_box(mask: np.ndarray) -> np.ndarray:
 def check_example(config: shapes.ShapesConfig, split: str, example: dict) -> None:
     """Asserts that a decoded example matches the analytic rasterisation of its scene."""
     size = config.image_size
-    rng = shapes.example_rng(config.seed, shapes.SPLITS[split], int(example["image/id"]))
-    scene = shapes.sample_scene(rng, config)
+    rng = shapes_scene.example_rng(config.seed, shapes.SPLITS[split], int(example["image/id"]))
+    scene = shapes_scene.sample_scene(rng, config)
     centres = np.arange(size) + 0.5
     x, y = np.meshgrid(centres, centres)
     distances = [signed_distance(shape, x, y) for shape in scene]
@@ -281,7 +281,7 @@ def check_example(config: shapes.ShapesConfig, split: str, example: dict) -> Non
         if (extent >= 0).all() and (extent <= size).all():
             grown = np.concatenate([extent[:2] - box[:2], box[2:] - extent[2:]])
             assert grown.max() <= MARGIN + FIXED_POINT, where
-            assert grown.min() >= -(shapes.CIRCLE_SAGITTA + FIXED_POINT), where
+            assert grown.min() >= -(shapes_scene.CIRCLE_SAGITTA + FIXED_POINT), where
         # Its own pixels (1 px inside it, 1 px away from every later object) have its colour.
         own = distance <= -MARGIN
         for later in distances[i + 1 :]:
@@ -313,10 +313,10 @@ def test_scene_statistics():
     size = config.image_size
     counts, labels, sides, filled = [], [], [], []
     for index in range(200):
-        rng = shapes.example_rng(config.seed, shapes.SPLITS["train"], index)
-        scene = shapes.sample_scene(rng, config)
-        background = shapes.draw_background(rng, size)
-        image, boxes, scene_labels, kept = shapes.render_scene(scene, background)
+        rng = shapes_scene.example_rng(config.seed, shapes.SPLITS["train"], index)
+        scene = shapes_scene.sample_scene(rng, config)
+        background = shapes_scene.draw_background(rng, size)
+        image, boxes, scene_labels, kept = shapes_scene.render_scene(scene, background)
         assert image.shape == (size, size, 3) and image.dtype == np.uint8
         assert boxes.dtype == np.float32 and scene_labels.dtype == np.int32
         assert ((boxes >= 0) & (boxes <= size)).all() and (boxes[:, 2:] > boxes[:, :2]).all()
@@ -328,13 +328,13 @@ def test_scene_statistics():
             assert shape.filled == (shape.thickness == 0)
             if not shape.filled:
                 assert shape.thickness % 2 == 0 and 2 <= shape.thickness
-            if shape.kind == shapes.TRIANGLE:
+            if shape.kind == shapes_scene.TRIANGLE:
                 points = np.array(shape.vertices)
                 for k in range(3):
                     a, b = points[(k + 1) % 3] - points[k], points[(k + 2) % 3] - points[k]
                     angle = math.degrees(math.acos(a @ b / np.linalg.norm(a) / np.linalg.norm(b)))
                     assert angle >= 25.0 - 1e-9
-            if shape.kind == shapes.RECTANGLE:
+            if shape.kind == shapes_scene.RECTANGLE:
                 assert -45.0 <= shape.angle <= 45.0
     counts, sides = np.array(counts), np.array(sides)
     assert counts.min() >= 1 and counts.max() <= config.max_shapes
@@ -345,21 +345,21 @@ def test_scene_statistics():
 
 
 def test_background_palette():
-    background = shapes.draw_background(np.random.default_rng(0), 64)
+    background = shapes_scene.draw_background(np.random.default_rng(0), 64)
     assert background.shape == (64, 64, 3) and background.dtype == np.uint8
     assert 30 <= background.min() and background.max() <= 170
     assert background.std() > 2  # textured, not flat
 
 
 def test_render_drops_objects_outside_the_image():
-    outside = shapes.Shape(
-        kind=shapes.CIRCLE, center=(-20.0, 10.0), radius=5.0, half_size=(0.0, 0.0), angle=0.0,
+    outside = shapes_scene.Shape(
+        kind=shapes_scene.CIRCLE, center=(-20.0, 10.0), radius=5.0, half_size=(0.0, 0.0), angle=0.0,
         vertices=(), color=(255, 0, 0), filled=True, thickness=0,
     )  # fmt: skip
     inside = dataclasses.replace(outside, center=(10.0, 10.0))
     background = np.zeros((32, 32, 3), np.uint8)
-    image, boxes, labels, kept = shapes.render_scene([outside, inside], background)
-    assert kept.tolist() == [1] and labels.tolist() == [shapes.CIRCLE]
+    image, boxes, labels, kept = shapes_scene.render_scene([outside, inside], background)
+    assert kept.tolist() == [1] and labels.tolist() == [shapes_scene.CIRCLE]
     np.testing.assert_allclose(boxes[0], [5, 5, 15, 15], atol=MARGIN)
     assert (image[10, 10] == (255, 0, 0)).all()
 

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -23,7 +22,7 @@ from centernet.model import build_model
 from centernet.engine.optim import build_optimizer, build_schedule
 from centernet.engine.run_log import read_metrics
 from centernet.engine.step import make_train_step
-from centernet.engine.training import train
+from centernet.training import train
 from conftest import ROOT, compose_config, run_script
 from test_schedule import reference
 
@@ -174,7 +173,7 @@ def test_nonfinite_message_says_why_the_clamp_fails_in_float16():
     assert "rounds to exactly 1, so" not in full
 
 
-def test_patience_ends_the_run_and_a_resumed_run_stays_ended(tfds_dir, tmp_path, monkeypatch):
+def test_patience_ends_the_run_and_a_resumed_run_stays_ended(tfds_dir, tmp_path):
     """train.patience=2 with validation APs 0.1, 0.3, 0.2, 0.25 at steps 4, 8, 12, 16: two
     evaluations without beating step 8's, so the run ends at step 16 with its checkpoint, the
     best one at step 8 and a `stop` record; the same command again trains nothing more.
@@ -184,10 +183,9 @@ def test_patience_ends_the_run_and_a_resumed_run_stays_ended(tfds_dir, tmp_path,
     aps = iter([0.1, 0.3, 0.2, 0.25, 0.9, 0.9])
 
     class ScriptedEvaluator:
-        # what a SplitEvaluator's CocoEvaluator holds for the pictures and the best
-        # evaluation's file: here no COCO evaluation, no detections, no images
-        evaluator = SimpleNamespace(last_evaluation=None, detections=[], ground_truth={
-            "images": [], "annotations": [], "categories": []})
+        # an `engine.training.Evaluator`: here no PR curves, no detections, no images
+        detections: list = []
+        ground_truth = {"images": [], "annotations": [], "categories": []}
 
         def __init__(self, *args):
             pass
@@ -196,11 +194,13 @@ def test_patience_ends_the_run_and_a_resumed_run_stays_ended(tfds_dir, tmp_path,
             ap = next(aps)
             return {"AP": ap, "AP50": ap, "AP75": ap}
 
-    monkeypatch.setattr(training, "SplitEvaluator", ScriptedEvaluator)
+        def threshold_counts(self):
+            return None
+
     cfg = compose_config(["experiment=smoke", f"dataset.data_dir={tfds_dir}",
                           "train.max_steps=40", "train.eval_every=4", "train.patience=2",
                           "train.checkpoint_every=100", "train.progress_bar=false"])
-    result = train(cfg, tmp_path)
+    result = training.train(cfg, tmp_path, ScriptedEvaluator)
     assert result["step"] == 16 and result["AP"] == 0.25
     stops = [r for r in read_metrics(tmp_path) if r["kind"] == "stop"]
     assert stops == [{"step": 16, "kind": "stop", "patience": 2, "best_step": 8,
@@ -209,7 +209,7 @@ def test_patience_ends_the_run_and_a_resumed_run_stays_ended(tfds_dir, tmp_path,
     best = json.loads((tmp_path / "checkpoints" / "best" / "best.json").read_text())
     assert best["step"] == 8
 
-    again = train(cfg, tmp_path)
+    again = training.train(cfg, tmp_path, ScriptedEvaluator)
     assert again["step"] == 16
     assert max(r["step"] for r in read_metrics(tmp_path)) == 16
     assert next(aps) == 0.9  # no evaluation ran

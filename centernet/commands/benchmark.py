@@ -89,13 +89,17 @@ SUITE_ROWS = [  # (key, what, unit); a figure the machine cannot give (bfloat16 
 def run_suite(args) -> None:
     """`suite`: every figure, printed as a table and written to `--out`."""
     from centernet import benchmark
+    from centernet.benchmark import scale
 
     cfg = composed(list(args.overrides) + [f"model.input_size={args.input_size}",
                                            f"train.batch_size={args.batch_size}"])
-    figures = benchmark.suite(cfg, args.model, args.input_size, args.batch_size, args.classes,
-                              args.precision, args.jit,
-                              progress=lambda stage: print(f"... {stage}", file=sys.stderr),
-                              quick=args.quick)
+    with tempfile.TemporaryDirectory(prefix="centernet-feed-") as directory:
+        root = scale.jpeg_folder(directory, 64 if args.quick else 512, val_images=8)
+        figures = benchmark.suite(cfg, composed(scale.folder_overrides(root, 512, 16)),
+                                  args.model, args.input_size, args.batch_size, args.classes,
+                                  args.precision, args.jit,
+                                  progress=lambda stage: print(f"... {stage}", file=sys.stderr),
+                                  quick=args.quick)
     config = figures["config"]
     print(f"{machine_line(figures['machine'])}; {config['model']} {config['input_size']} px, batch "
           f"{config['batch_size']}, {config['classes']} classes, {config['precision']}"
@@ -110,7 +114,7 @@ def run_suite(args) -> None:
 
 def run_start(args) -> None:
     """`start`: `scale.starts`, as a Markdown table."""
-    from centernet.study import scale
+    from centernet.benchmark import scale
 
     images, size = args.images or 100_000, tuple(int(v) for v in args.size.split("x"))
     directory = args.dir or Path(tempfile.mkdtemp(prefix="centernet-start-"))
@@ -132,14 +136,15 @@ def run_start(args) -> None:
 
 def run_resume(args) -> None:
     """`resume`: what a resumed run's stream opens before its first batch."""
-    from centernet.study import scale
+    from centernet.benchmark import scale
 
     images = args.images or 100_000
     directory = args.dir or Path(tempfile.mkdtemp(prefix="centernet-resume-"))
     root = scale.jpeg_folder(directory / f"coco_{images}_320x240", images, (320, 240),
                              val_images=16)
+    cfg = composed(scale.folder_overrides(root, 256, 8) + list(args.overrides))
     print(json.dumps({"benchmark": "resume", "images": images,
-                      **scale.resume_reads(root, args.resume_at, args.overrides)}))
+                      **scale.resume_reads(cfg, args.resume_at)}))
 
 
 def run_feed(args) -> None:
@@ -147,12 +152,13 @@ def run_feed(args) -> None:
     input cores one GPU needs (published training speeds)."""
     from centernet.benchmark import forward_gflops
     from centernet.config import ModelConfig
-    from centernet.study import scale
+    from centernet.benchmark import scale
 
     directory = args.dir or Path(tempfile.mkdtemp(prefix="centernet-feed-"))
     root = scale.jpeg_folder(directory / "coco_512_640x480", args.images or 512, val_images=8)
     print(f"{machine_line()}; full training pipeline at 512 px, batch 16, on {root}", flush=True)
-    figures = [scale.pipeline_per_core(root, cores, args.batches, args.overrides)
+    cfg = composed(scale.folder_overrides(root, 512, 16) + list(args.overrides))
+    figures = [scale.pipeline_per_core(cfg, cores, args.batches)
                for cores in sorted({1, len(os.sched_getaffinity(0))})]
     for figure in figures:
         print(json.dumps({"benchmark": "feed", **figure}))
@@ -257,12 +263,13 @@ def run_time_to_accuracy(args) -> None:
 
 def run_export(args) -> None:
     """`export`: deployment figures of a trained run."""
-    from centernet.config import SCRIPT_KEYS
+    from centernet.config import SCRIPT_KEYS, override_keys
     from centernet.engine.runs import load_model, load_run_config, locate, run_classes
     from centernet.export.measure import export_figures, markdown
 
-    own = dict(o.split("=", 1) for o in args.overrides if o.split("=", 1)[0] in SCRIPT_KEYS)
-    overrides = [o for o in args.overrides if o.split("=", 1)[0] not in SCRIPT_KEYS]
+    keys = override_keys(args.overrides)
+    own = {key: o.split("=", 1)[1] for key, o in zip(keys, args.overrides) if key in SCRIPT_KEYS}
+    overrides = [o for key, o in zip(keys, args.overrides) if key not in SCRIPT_KEYS]
     run_dir, checkpoint = locate(own.get("run_dir"), own.get("checkpoint"))
     run = load_run_config(run_dir, compose_config("export", overrides), overrides, SCRIPT_KEYS)
     classes = run_classes(run_dir, run)
@@ -325,7 +332,7 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from centernet import benchmark
     from centernet.config import ModelConfig
-    from centernet.study import scale
+    from centernet.benchmark import scale
 
     tables = {"suite": run_suite, "profile": run_profile, "targets": run_targets,
               "time-to-accuracy": run_time_to_accuracy, "start": run_start,

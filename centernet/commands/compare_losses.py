@@ -13,13 +13,15 @@ Options of its own: `compare.losses=stable,naive` (the forms to run) and
 `compare.precisions=float32,mixed_bfloat16` (the extra precisions; `none` for none).
 """
 
-import platform
+import os
 import sys
 import time
 from pathlib import Path
 
 from centernet.cli import command_line, compose_config, configure_quiet_start, run_command
-from centernet.config import ConfigError, validate
+from centernet.config import override_keys, validate
+from centernet.engine.hardware import cpu_flags, cpu_model, precision_policy
+from centernet.errors import ConfigError
 
 
 def _split_arguments(argv):
@@ -48,7 +50,7 @@ def _split_arguments(argv):
                               f"each run (use compare.losses / compare.precisions)")
         else:
             overrides.append(argument)
-    if not any(o.split("=")[0].lstrip("+~") == "experiment" for o in overrides):
+    if "experiment" not in override_keys(overrides):
         overrides.insert(0, "experiment=nan_demo")
     if run_dir is None:
         run_dir = Path("outputs/compare_losses") / time.strftime("%Y-%m-%d_%H-%M-%S")
@@ -56,20 +58,10 @@ def _split_arguments(argv):
 
 
 def _machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-        flags = Path("/proc/cpuinfo").read_text()
-        wanted = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_fp16")
-                  if f" {f}" in flags]
-    except OSError:
-        wanted = []
-    import os
-
-    return f"{model}, {os.cpu_count()} cores, flags: {' '.join(wanted) or 'none of note'}"
+    flags = cpu_flags()
+    wanted = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_fp16")
+              if f in flags]
+    return f"{cpu_model()}, {os.cpu_count()} cores, flags: {' '.join(wanted) or 'none of note'}"
 
 
 def compare() -> dict:
@@ -79,7 +71,7 @@ def compare() -> dict:
     from centernet.study import comparison, numerics
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    chosen = comparison.variants(base.precision.resolved_policy, losses, precisions)
+    chosen = comparison.variants(precision_policy(base.precision), losses, precisions)
     print(f"comparing {', '.join(v.name for v in chosen)} in {run_dir}", flush=True)
     rows = [comparison.run_variant(v, overrides, run_dir) for v in chosen]
     (run_dir / "comparison.md").write_text(comparison.markdown(rows, command_line(sys.argv),

@@ -23,7 +23,7 @@ def main(cfg: DictConfig) -> None:
         run = load_run_config(run_dir, cfg, HydraConfig.get().overrides.task, SCRIPT_KEYS)
         from centernet.evaluation.error_analysis import format_error_table
         from centernet.evaluation.metrics import format_metrics_table
-        from centernet.engine.runs import evaluate_run
+        from centernet.evaluation.runs import evaluate_run
 
         from centernet.engine.run_log import read_metrics
         from centernet.report import report_dir, run_images, run_splits, write_report

@@ -16,7 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from centernet.cli import hydra_command, run_command
-from centernet.config import DECODING_KEYS, SCRIPT_KEYS
+from centernet.config import DECODING_KEYS, SCRIPT_KEYS, override_keys
 from centernet.errors import DataError
 from centernet.engine.runs import load_run_config, locate
 
@@ -58,8 +58,7 @@ def _exported_detector(cfg: DictConfig):
     suffix = {"litert": ".tflite", "onnx": ".onnx"}[cfg.format]
     if model_file.suffix != suffix:
         raise DataError(f"model_file={model_file}: format={cfg.format} takes a {suffix} file")
-    given = {override.split("=", 1)[0].lstrip("+~")
-             for override in HydraConfig.get().overrides.task}
+    given = set(override_keys(HydraConfig.get().overrides.task))
     overrides = {key: cfg.eval[key] for key in DECODING_KEYS if f"eval.{key}" in given}
     detector = load_detector(model_file, overrides, cfg.heatmap)
     threshold = ((cfg.score_threshold, "given") if cfg.score_threshold is not None

@@ -29,7 +29,7 @@ def main(cfg: DictConfig) -> float:
         onednn_note = float16_without_onednn(run.precision.policy)  # never auto's pick
         if onednn_note:
             print(onednn_note, file=sys.stderr)
-        from centernet.engine.training import train as train_run
+        from centernet.training import train as train_run
 
         run_dir = HydraConfig.get().runtime.output_dir
         metrics = train_run(run, run_dir)

@@ -32,7 +32,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterator, List, Optional
 
-from centernet.config import ConfigError
+from centernet.errors import ConfigError
 
 PLAN_FILE = "plan.json"
 MAX_WARMUP_SHARE = 0.1  # warm-up is at most a tenth of the planned steps

@@ -15,10 +15,11 @@ The rules come from side-by-side measurements of the ResNet-18 train step (docs/
 from __future__ import annotations
 
 import os
+import platform
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import FrozenSet, MutableMapping, Optional, Tuple
+from typing import Dict, FrozenSet, MutableMapping, Optional, Tuple
 
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
@@ -35,16 +36,37 @@ class Machine:
     onednn: bool = False
 
 
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> FrozenSet[str]:
-    """The CPU's feature flags (empty where `/proc/cpuinfo` does not exist)."""
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def cpu_fields(cpuinfo: Path = CPUINFO) -> Dict[str, str]:
+    """The first processor's `name: value` lines of `/proc/cpuinfo` (`"model name"`, `"flags"`,
+    ...); empty where the file does not exist. The one place the project reads it."""
     try:
         text = cpuinfo.read_text()
     except OSError:
-        return frozenset()
+        return {}
+    found: Dict[str, str] = {}
     for line in text.splitlines():
-        if line.startswith("flags"):
-            return frozenset(line.split(":", 1)[1].split())
-    return frozenset()
+        if not line.strip():
+            if found:
+                break  # the first processor's block ends
+            continue
+        name, sep, value = line.partition(":")
+        if sep:
+            found.setdefault(name.strip(), value.strip())
+    return found
+
+
+def cpu_flags(cpuinfo: Path = CPUINFO) -> FrozenSet[str]:
+    """The CPU's feature flags (empty where `/proc/cpuinfo` does not exist)."""
+    return frozenset(cpu_fields(cpuinfo).get("flags", "").split())
+
+
+def cpu_model(cpuinfo: Path = CPUINFO) -> str:
+    """The CPU's model name (`/proc/cpuinfo`), else what `platform` knows, else `unknown`."""
+    return (cpu_fields(cpuinfo).get("model name") or platform.processor()
+            or platform.machine() or "unknown")
 
 
 def bfloat16_cpu_flags(flags: FrozenSet[str]) -> Tuple[str, ...]:
@@ -90,6 +112,24 @@ def choose_jit(machine: Machine) -> Tuple[bool, str]:
     if "avx512f" in machine.cpu_flags:
         return False, "the CPU has AVX-512, where oneDNN's kernels beat XLA's"
     return True, "the CPU has no AVX-512, where XLA measured faster"
+
+
+def precision_policy(precision) -> str:
+    """The Keras policy a `PrecisionConfig` asks for: its `policy`, or for `auto` what
+    `choose_precision` picks on this machine (bfloat16 only with native bfloat16 arithmetic)."""
+    if precision.policy != "auto":
+        return precision.policy
+    return choose_precision(this_machine())[0]
+
+
+def uses_xla(train) -> bool:
+    """Whether a `TrainConfig`'s train step compiles with XLA: `jit_compile`, or for `auto`
+    what `choose_jit` picks on this machine; always with `deterministic`."""
+    if train.deterministic:
+        return True
+    if train.jit_compile != "auto":
+        return train.jit_compile == "true"
+    return choose_jit(this_machine())[0]
 
 
 def precision_warning(policy: str, machine: Machine | None = None) -> str | None:

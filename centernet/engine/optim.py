@@ -8,6 +8,7 @@ import keras
 import tensorflow as tf
 
 from centernet.config import OptimizerConfig, PrecisionConfig, ScheduleConfig
+from centernet.engine.hardware import precision_policy
 
 
 class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
@@ -127,6 +128,6 @@ def build_optimizer(cfg: OptimizerConfig, schedule: WarmupSchedule | float,
         optimizer = FusedAdamW(name="adam_w", **{**common, "weight_decay": cfg.weight_decay})
     else:
         optimizer = keras.optimizers.SGD(momentum=cfg.momentum, nesterov=cfg.nesterov, **common)
-    if precision.resolved_policy == "mixed_float16":
+    if precision_policy(precision) == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer

@@ -76,27 +76,28 @@ class RunLog:
         self._writer.flush()
         return record
 
-    def write_pr_curves(self, step: int, evaluation, names: Dict[int, str]) -> None:
-        """TensorBoard PR curves (its `pr_curve` plugin), one per class as `pr/<name>`, at
-        IoU 0.5 from an accumulated COCOeval (`centernet.evaluation.curves`): precision and
-        recall at score thresholds 0, 0.01, ..., 1."""
+    def write_pr_curves(self, step: int, counts: Dict[int, Dict[str, np.ndarray]],
+                        names: Dict[int, str]) -> None:
+        """TensorBoard PR curves (its `pr_curve` plugin), one per class as `pr/<name>`, from
+        each category id's `true_positives`, `false_positives` and `missed` counts over
+        rising score thresholds (`centernet.evaluation.curves.threshold_counts` at IoU 0.5:
+        thresholds 0, 0.01, ..., 1)."""
         from tensorboard.plugins.pr_curve import summary as pr_summary  # pylint: disable=import-outside-toplevel
 
-        from centernet.evaluation.curves import THRESHOLDS, threshold_counts  # pylint: disable=import-outside-toplevel
-
         with self._writer.as_default(step=step):
-            for category, count in threshold_counts(evaluation, 0.5).items():
+            for category, count in counts.items():
+                num_thresholds = len(count["missed"])
                 true_positives = count["true_positives"].astype(np.float64)
                 detected = true_positives + count["false_positives"]
                 proto = pr_summary.raw_data_pb(
                     f"pr/{names.get(category, category)}", true_positive_counts=true_positives,
                     false_positive_counts=count["false_positives"],
-                    true_negative_counts=np.zeros(len(THRESHOLDS)),
+                    true_negative_counts=np.zeros(num_thresholds),
                     false_negative_counts=count["missed"],
                     precision=np.where(detected > 0, true_positives / np.maximum(detected, 1),
                                        1.0),
                     recall=true_positives / (true_positives + count["missed"]),
-                    num_thresholds=len(THRESHOLDS))
+                    num_thresholds=num_thresholds)
                 tf.summary.experimental.write_raw_pb(proto.SerializeToString(), step=step)
         self._writer.flush()
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, Optional, Tuple
 
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from centernet.config import RunConfig, validate
+from centernet.config import RunConfig, override_keys, validate
 from centernet.errors import CheckpointError
 
 CONFIG_FILE = Path(".hydra") / "config.yaml"
@@ -43,8 +42,7 @@ def load_run_config(run_dir: Path, composed: DictConfig, overrides: Iterable[str
                               f"run directory?")
     saved = OmegaConf.load(path)
     own = set(own_keys)
-    for override in OverridesParser.create().parse_overrides(list(overrides)):
-        key = override.key_or_group
+    for key in override_keys(overrides):
         if key.split(".")[0] in own:
             continue
         OmegaConf.update(saved, key, OmegaConf.select(composed, key), merge=False)
@@ -116,9 +114,10 @@ def load_model(run: RunConfig, checkpoint: Path, num_classes: int,
 
     from centernet.engine.checkpointing import model_spec, restore
     from centernet.engine.ema import WeightAverage, ema_objects
+    from centernet.engine.hardware import precision_policy
     from centernet.model import build_model
 
-    keras.mixed_precision.set_global_policy(policy or run.precision.resolved_policy)
+    keras.mixed_precision.set_global_policy(policy or precision_policy(run.precision))
     model = build_model(run.model, num_classes, initial_weights=False,  # all from the checkpoint
                         head_dtype=run.precision.head_dtype)
     ema = WeightAverage(model, run.train.ema_decay) if run.train.ema_decay else None
@@ -127,47 +126,3 @@ def load_model(run: RunConfig, checkpoint: Path, num_classes: int,
     if ema is not None:
         ema.copy_to_model()
     return model
-
-
-def evaluate_run(run: RunConfig, run_dir: Path, checkpoint: Path,
-                 output_dir: Path) -> Tuple[dict, dict, dict, list]:
-    """COCO-evaluate `checkpoint` of the run in `run_dir` (whose saved classes it keeps) on
-    `run.dataset.val_split`.
-
-    Writes `output_dir/metrics.json` (`AP`, `AP50`, ... as fractions, plus `checkpoint`,
-    `split`, `images_evaluated` and `images_skipped`: a folder split's unusable images, which
-    are not scored), `output_dir/detections.json` (COCO results, original image and category ids) and
-    `output_dir/errors.json` (`centernet.evaluation.error_analysis.analyze_errors` at IoU 0.5,
-    score 0.3).
-
-    Returns:
-        the metrics dict, the error analysis, and the split's COCO ground truth and
-        detections (what `centernet.report` draws).
-    """
-    import json
-
-    from centernet.engine.checkpointing import write_json_atomic
-    from centernet.evaluation.error_analysis import analyze_errors
-    from centernet.data.sources import ClassMap, build_source, check_splits
-    from centernet.evaluation.inference import SplitEvaluator
-
-    source = build_source(run.dataset, ClassMap.load(run_dir))
-    check_splits(source, [run.dataset.val_split])
-    for line in source.report.summary():
-        print(line)
-    model = load_model(run, checkpoint, source.num_classes)
-    evaluate = SplitEvaluator(model, source, run)
-    metrics = evaluate()
-    output_dir.mkdir(parents=True, exist_ok=True)
-    split = run.dataset.val_split
-    counts = source.report.splits.get(split)
-    write_json_atomic(output_dir / "metrics.json",
-                      {**metrics, "checkpoint": str(checkpoint), "split": split,
-                       "images_evaluated": source.num_examples(split),
-                       "images_skipped": counts.images - counts.images_used if counts else 0})
-    detections = evaluate.evaluator.detections
-    (output_dir / "detections.json").write_text(json.dumps(detections))
-    ground_truth = evaluate.evaluator.ground_truth
-    errors = analyze_errors(ground_truth, detections)
-    write_json_atomic(output_dir / "errors.json", errors)
-    return metrics, errors, ground_truth, detections

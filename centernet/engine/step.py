@@ -18,6 +18,7 @@ import tensorflow as tf
 from centernet.config import RunConfig
 from centernet.engine.checkpointing import checkpoint_step
 from centernet.engine.ema import WeightAverage
+from centernet.engine.hardware import uses_xla
 from centernet.engine.strategies import DEFAULT_STRATEGY, is_distributed
 from centernet.losses import (CLAMP_EPS, centernet_loss, local_sum, replica_sum,
                               sigmoid_rounding_points)
@@ -47,7 +48,7 @@ def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer,
     Under a distributed strategy every replica normalises its loss by the global counts
     (`centernet.losses.replica_sum`) and the optimizer sums the replicas' gradients, so the
     update equals one device's on the same global batch; whether a step is finite is decided
-    for all replicas together. `train.xla` applies on the default strategy only: XLA cannot
+    for all replicas together. `hardware.uses_xla(cfg.train)` applies on the default strategy only: XLA cannot
     compile a step whose loss and BatchNorm all-reduce between replicas.
     """
     strategy = strategy or DEFAULT_STRATEGY
@@ -120,7 +121,7 @@ def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer,
                                      args=(finite, grads, saved_statistics))
         return {**report, "finite": finite, "grads_finite": grads_finite, "applied": applied}
 
-    @tf.function(jit_compile=cfg.train.xla and not distributed)
+    @tf.function(jit_compile=uses_xla(cfg.train) and not distributed)
     def train_step(batch):
         per_replica = strategy.run(replica_step, args=(batch,))
         if not distributed:

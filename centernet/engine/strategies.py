@@ -19,7 +19,8 @@ import json
 import os
 import tensorflow as tf
 
-from centernet.config import ConfigError, DistributeConfig
+from centernet.config import DistributeConfig
+from centernet.errors import ConfigError
 
 
 # TensorFlow's default strategy (a singleton; no scope is active while modules import).

@@ -1,10 +1,14 @@
-"""The training loop behind `scripts/train.py`: `train(cfg, run_dir) -> metrics`.
+"""The training loop behind `scripts/train.py`: `train(cfg, run_dir, make_evaluator) -> metrics`.
 
 Around the compiled, guarded step (`step.py`) the loop fills in the settings the data decides
 (`data_choices.py`), plans a time budget (`budget.py`), resumes from the latest checkpoint,
-logs (`run_log`), evaluates COCO mAP every `train.eval_every` steps and at the end, keeps the
-best checkpoint by AP, saves the latest every `train.checkpoint_every` steps, and stops early
-after `train.patience` evaluations without a better AP.
+logs (`run_log`), evaluates every `train.eval_every` steps and at the end, keeps the best
+checkpoint by AP, saves the latest every `train.checkpoint_every` steps, and stops early after
+`train.patience` evaluations without a better AP.
+
+The loop does not know how a model is evaluated: the caller, a later stage, hands it a
+`make_evaluator` (docs/architecture.md, Stages). `centernet.training.train` hands it the
+COCO evaluation of the validation split (`centernet.evaluation.inference.SplitEvaluator`).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Callable, Dict, List, Optional, Protocol
 
 import keras
 import numpy as np
@@ -27,15 +31,14 @@ from centernet.engine.budget import (MIN_REFIT_STEPS, PACE_FROM, PLAN_FILE, Plan
                                      format_duration, measure, plan_budget, process_start_time,
                                      refit_plan, write_plan_file)
 from centernet.engine.checkpointing import CheckpointStore, list_checkpoints, model_spec
-from centernet.config import ConfigError, RunConfig, validate
+from centernet.config import RunConfig, validate
 from centernet.data.pipeline import train_dataset
-from centernet.data.sources import ClassMap, build_source, check_splits
-from centernet.errors import NonFiniteLossError
-from centernet.evaluation.inference import SplitEvaluator
+from centernet.data.sources import ClassMap, Source, build_source, check_splits
+from centernet.errors import ConfigError, NonFiniteLossError
 from centernet.model import build_model
 from centernet.engine.ema import WeightAverage, ema_objects
 from centernet.engine.data_choices import learning_rate_line, resolve_open_settings
-from centernet.engine.hardware import precision_warning
+from centernet.engine.hardware import precision_policy, precision_warning, uses_xla
 from centernet.engine.optim import build_optimizer, build_schedule
 from centernet.engine.preemption import PreemptionWatch
 from centernet.engine.step import LOSS_PARTS, make_train_step, nonfinite_message
@@ -53,12 +56,30 @@ TENSORBOARD_SCORE_THRESHOLD = 0.3  # detections drawn in TensorBoard's pictures
 PROVISIONAL_STEPS = 1_000_000  # the schedule's length while a budgeted run measures itself
 
 
+class Evaluator(Protocol):
+    """What the loop needs of an evaluation: called with the model's current weights, it
+    returns the metrics (at least `AP`, `AP50`, `AP75`, as fractions); afterwards it holds the
+    COCO ground truth and that call's COCO detections (for the best evaluation's file and the
+    TensorBoard pictures) and, when it has them, the per-class counts of the PR curves."""
+
+    detections: List[dict]
+    ground_truth: dict
+
+    def __call__(self) -> Dict[str, float]: ...
+
+    def threshold_counts(self) -> Optional[Dict[int, Dict[str, np.ndarray]]]: ...
+
+
+# builds a run's evaluator once the model and the source exist: (model, source, cfg)
+MakeEvaluator = Callable[[keras.Model, Source, RunConfig], Evaluator]
+
+
 def configure_runtime(cfg: RunConfig) -> tf.distribute.Strategy:
     """The distribution strategy (first: logical CPU devices must precede any TensorFlow
     work), determinism and seeds, before any model (the precision policy is set once the run's
     recorded or new choices resolve `precision=auto`).
 
-    `train.deterministic`: on one device the step compiles with XLA (`TrainConfig.xla`),
+    `train.deterministic`: on one device the step compiles with XLA (`hardware.uses_xla`),
     which measured bit-exact; a distributed step cannot, and turns on op determinism."""
     strategy = build_strategy(cfg.distribute)
     if cfg.train.deterministic and is_distributed(strategy):
@@ -132,7 +153,8 @@ class Trainer:
     in `after_step`, each at its own period.
     """
 
-    def __init__(self, cfg: RunConfig, run_dir: Path, started_at: Optional[float] = None):
+    def __init__(self, cfg: RunConfig, run_dir: Path, make_evaluator: MakeEvaluator,
+                 started_at: Optional[float] = None):
         self.run_dir = run_dir
         self.started_at = started_at  # None: when the process started
         clock = time.time()
@@ -156,7 +178,7 @@ class Trainer:
                                                   strategy.num_replicas_in_sync)
         self.start_times["index_s"] = time.time() - clock
         clock = time.time()
-        keras.mixed_precision.set_global_policy(cfg.precision.resolved_policy)
+        keras.mixed_precision.set_global_policy(precision_policy(cfg.precision))
         self.replica_batch = per_replica_batch(cfg.train.batch_size, strategy)
         self.source.classes.save(self.write_dir)
         if self.source.report.splits:
@@ -216,7 +238,7 @@ class Trainer:
         # Training wall-clock seconds (input pipeline included, evaluation excluded) so far,
         # carried over a resume from the last evaluation: the time axis of time-to-accuracy.
         self.train_seconds = float((last_eval or {}).get("train_seconds", 0.0))
-        self.evaluate = SplitEvaluator(self.model, self.source, cfg)
+        self.evaluate = make_evaluator(self.model, self.source, cfg)
         self.sample_images: Optional[list] = None  # (image id, RGB) for TensorBoard, read once
         self.train_step = make_train_step(self.model, self.optimizer, cfg, self.ema, strategy)
         if needs_plan:
@@ -293,7 +315,7 @@ class Trainer:
                                  f"run started)")
             self.deadline = self.projected_end()
         progress.message(runtime_line(self.runtime))
-        slow_precision = precision_warning(cfg.precision.resolved_policy)
+        slow_precision = precision_warning(precision_policy(cfg.precision))
         if slow_precision:
             progress.message(slow_precision)
         if is_distributed(self.strategy):
@@ -301,7 +323,7 @@ class Trainer:
                 f"distribute={cfg.distribute.strategy}: {self.strategy.num_replicas_in_sync} "
                 f"replica(s), {self.replica_batch} images each per step"
                 + ("; XLA off (it cannot compile the replicas' all-reduces)"
-                   if cfg.train.xla else ""))
+                   if uses_xla(cfg.train) else ""))
         index_line = self.source.index_line()
         if index_line:
             progress.message(index_line)
@@ -472,8 +494,8 @@ class Trainer:
         self.window, self.window_start = [], time.perf_counter()
 
     def run_evaluation(self) -> Dict[str, float]:
-        """COCO-evaluate the validation split (with the averaged weights under
-        `train.ema_decay`), log it, and keep the best checkpoint by AP."""
+        """Evaluate (with the averaged weights under `train.ema_decay`), log it, and keep the
+        best checkpoint by AP."""
         started = time.perf_counter()
         if self.ema is None:
             metrics = self.evaluate()
@@ -502,10 +524,11 @@ class Trainer:
     def write_evaluation_pictures(self) -> None:
         """TensorBoard's PR curve of each class and the detections (score >= 0.3) drawn on
         the first `train.tensorboard_images` validation images, read once."""
-        evaluator = self.evaluate.evaluator
+        evaluator = self.evaluate
         source = self.source
-        if evaluator.last_evaluation is not None:
-            self.log.write_pr_curves(self.step, evaluator.last_evaluation,
+        counts = evaluator.threshold_counts()
+        if counts is not None:
+            self.log.write_pr_curves(self.step, counts,
                                      dict(zip(source.category_ids, source.class_names)))
         if self.sample_images is None:
             records = source.read(self.cfg.dataset.val_split).take(
@@ -525,7 +548,7 @@ class Trainer:
     def write_best_evaluation(self, metrics: Dict[str, float]) -> None:
         """`BEST_EVALUATION` for the evaluation that just made the best checkpoint (compact
         JSON through a temporary file and a rename)."""
-        evaluator = self.evaluate.evaluator
+        evaluator = self.evaluate
         payload = {"step": self.step, "split": self.cfg.dataset.val_split,
                    "metrics": {k: float(v) for k, v in metrics.items()},
                    "ground_truth": evaluator.ground_truth, "detections": evaluator.detections}
@@ -557,9 +580,10 @@ class Trainer:
             f"{self.store.best_directory}")
 
 
-def train(cfg: DictConfig | RunConfig, run_dir: str | Path,
+def train(cfg: DictConfig | RunConfig, run_dir: str | Path, make_evaluator: MakeEvaluator,
           started_at: Optional[float] = None) -> Dict[str, float]:
-    """Train (or resume) a run in `run_dir` and return its final metrics. A time budget
+    """Train (or resume) a run in `run_dir`, evaluating with what `make_evaluator(model,
+    source, cfg)` builds, and return its final metrics. A time budget
     counts from `started_at` (seconds since the epoch; None: when the process started, so
     imports and data checks count), for callers that train several runs in one process.
 
@@ -574,4 +598,4 @@ def train(cfg: DictConfig | RunConfig, run_dir: str | Path,
     cfg = validate(cfg)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    return Trainer(cfg, run_dir, started_at).fit()
+    return Trainer(cfg, run_dir, make_evaluator, started_at).fit()

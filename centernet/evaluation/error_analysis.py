@@ -40,7 +40,7 @@ def analyze_errors(ground_truth: dict, detections: List[dict], iou_threshold: fl
     Args:
         ground_truth: COCO-format dict (``images``, ``annotations`` with ``bbox``,
             ``category_id``, ``iscrowd``), as
-            :func:`centernet.evaluation.metrics.coco_ground_truth` builds.
+            :func:`centernet.evaluation.coco_format.coco_ground_truth` builds.
         detections: COCO results (``image_id``, ``category_id``, ``bbox``, ``score``).
         iou_threshold: the IoU that counts as a hit for matching and class confusion.
         score_threshold: detections below it are left out of every figure.

@@ -18,10 +18,12 @@ from centernet.data.annotations import SplitIndex
 from centernet.data.letterbox import letterbox_image
 from centernet.data.pipeline import AUTOTUNE, eval_dataset
 from centernet.data.sources import FolderSource, Source, decode_record
+from centernet.evaluation.curves import threshold_counts
 from centernet.evaluation.decode import (decay_cross_class_twins, decode_probs, merge_flipped,
                                          to_original_pixels)
 from centernet.errors import DataError
-from centernet.evaluation.metrics import CocoEvaluator, GroundTruthImage, coco_ground_truth
+from centernet.evaluation.coco_format import GroundTruthImage, coco_ground_truth
+from centernet.evaluation.metrics import CocoEvaluator
 
 
 def detections_from_outputs(outputs: Dict[str, tf.Tensor],
@@ -253,3 +255,19 @@ class SplitEvaluator:
 
     def __call__(self) -> Dict[str, float]:
         return evaluate_predictions(self.predictor, self.batches, self.evaluator)
+
+    @property
+    def detections(self) -> List[dict]:
+        """The last call's detections, COCO results (original image and category ids)."""
+        return self.evaluator.detections
+
+    @property
+    def ground_truth(self) -> dict:
+        """The split's COCO ground truth (the dataset's own ids)."""
+        return self.evaluator.ground_truth
+
+    def threshold_counts(self) -> Optional[Dict[int, Dict[str, np.ndarray]]]:
+        """The last call's true and false positives and missed objects per category id over
+        rising score thresholds at IoU 0.5 (`curves.threshold_counts`); None before a call."""
+        last = self.evaluator.last_evaluation
+        return None if last is None else threshold_counts(last, 0.5)

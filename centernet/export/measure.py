@@ -40,7 +40,8 @@ def _validation_images(run: RunConfig) -> Iterator[Tuple[int, np.ndarray]]:
 def _evaluator(run: RunConfig):
     from centernet.data.sources import build_source
     from centernet.evaluation.inference import ground_truth, original_ground_truth
-    from centernet.evaluation.metrics import CocoEvaluator, coco_ground_truth
+    from centernet.evaluation.coco_format import coco_ground_truth
+    from centernet.evaluation.metrics import CocoEvaluator
 
     source = build_source(run.dataset)
     split = run.dataset.val_split

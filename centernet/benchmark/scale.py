@@ -23,6 +23,12 @@ from pathlib import Path
 from typing import Dict, List, Sequence
 
 import numpy as np
+from omegaconf import OmegaConf
+
+from centernet.config import RunConfig, validate
+from centernet.data.pipeline import train_dataset
+from centernet.data.sources import build_source
+from centernet.engine.data_choices import resolve_open_settings
 
 CATEGORIES = 80
 """Classes of the synthetic folders (COCO's number, with non-contiguous ids)."""
@@ -132,9 +138,7 @@ def train_start(root: Path, run_dir: Path, cache_dir: Path,
     evaluator and compiled step; `first_step_s`: the input pipeline's first batch and the
     step's tracing and run), the images indexed and how many were checked (decoded), and the
     wall seconds of the whole process (`process_s`, exit included)."""
-    command = [sys.executable, "-m", "centernet", "train", "dataset=coco_json",
-               f"dataset.root={root}", "dataset.train_split=train", "dataset.val_split=val",
-               "model.input_size=256", "train.batch_size=8", "train.max_steps=1000",
+    command = [sys.executable, "-m", "centernet", "train", *folder_overrides(root, 256, 8),
                "train.stop_at_step=1", "train.progress_bar=false", f"hydra.run.dir={run_dir}",
                *overrides]
     env = {**os.environ, "CENTERNET_CACHE_DIR": str(cache_dir), "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -223,24 +227,22 @@ class OpenedFiles:
             os.close(self._fd)
 
 
-def resume_reads(root: Path, resume_at: int, overrides: Sequence[str] = ()) -> Dict[str, float]:
-    """What the training stream of the COCO folder at `root` opens before its first batch when
-    a run resumes at step `resume_at` (`train_dataset(start_step=resume_at)`), counted by the
-    kernel (`OpenedFiles`): files opened, against the images one batch holds and the images
-    the resume skipped."""
-    # pylint: disable=import-outside-toplevel
-    from centernet.cli import compose_config
-    from centernet.config import validate
-    from centernet.data.pipeline import train_dataset
-    from centernet.data.sources import build_source
+def folder_overrides(root: Path, input_size: int, batch_size: int) -> List[str]:
+    """The overrides that train on the COCO folder at `root` (a `jpeg_folder`: splits
+    `train` and `val`) at `input_size` px, `batch_size` images a step, for a fixed length."""
+    return ["dataset=coco_json", f"dataset.root={root}", "dataset.train_split=train",
+            "dataset.val_split=val", f"model.input_size={input_size}",
+            f"train.batch_size={batch_size}", "train.max_steps=1000"]
 
-    cfg = validate(compose_config("train", ["dataset=coco_json", f"dataset.root={root}",
-                                            "dataset.val_split=val", "model.input_size=256",
-                                            "train.batch_size=8", "train.max_steps=1000",
-                                            *overrides]))
+
+def resume_reads(cfg: RunConfig, resume_at: int) -> Dict[str, float]:
+    """What the training stream of `cfg`'s folder opens before its first batch when a run
+    resumes at step `resume_at` (`train_dataset(start_step=resume_at)`), counted by the
+    kernel (`OpenedFiles` on the training split's image folder): files opened, against the
+    images one batch holds and the images the resume skipped."""
     source = build_source(cfg.dataset)
-    source.num_examples(cfg.dataset.train_split)  # the index first: it reads no image file
-    with OpenedFiles(root / cfg.dataset.train_split) as opened:
+    index = source.index(cfg.dataset.train_split)  # the index first: it reads no image file
+    with OpenedFiles(Path(index.paths[0]).parent) as opened:
         started = time.perf_counter()
         next(iter(train_dataset(source, cfg, start_step=resume_at)))
         first_batch_s = time.perf_counter() - started
@@ -252,43 +254,34 @@ def resume_reads(root: Path, resume_at: int, overrides: Sequence[str] = ()) -> D
             "first_batch_s": first_batch_s}
 
 
-def pipeline_per_core(root: Path, cores: int = 1, batches: int = 20,
-                      overrides: Sequence[str] = ()) -> Dict[str, float]:
-    """The full training input pipeline (read, decode, augment, letterbox, targets, batch) on
-    the COCO folder at `root` at 512 px, in a process that may run on `cores` CPUs only:
-    images per second, and per core. No model runs."""
+def pipeline_per_core(cfg: RunConfig, cores: int = 1, batches: int = 20) -> Dict[str, float]:
+    """The full training input pipeline of `cfg` (read, decode, augment, letterbox, targets,
+    batch; the settings it leaves open chosen from the data as a run chooses them) in a new
+    process that may run on `cores` CPUs only: images per second, and per core. No model
+    runs."""
     available = sorted(os.sched_getaffinity(0))
     if cores > len(available):
         raise ValueError(f"pipeline_per_core: {cores} cores asked, {len(available)} available")
-    arguments = json.dumps({"root": str(root), "batches": batches,
-                            "overrides": ["dataset=coco_json", f"dataset.root={root}",
-                                          "dataset.val_split=val", "model.input_size=512",
-                                          "train.batch_size=16", "train.max_steps=1000",
-                                          *overrides]})
     program = (f"import os, sys, json; os.sched_setaffinity(0, {set(available[:cores])!r}); "
-               "from centernet.study.scale import _pipeline_figure; "
-               "print(json.dumps(_pipeline_figure(json.loads(sys.argv[1]))))")
+               "from centernet.benchmark.scale import _pipeline_figure; "
+               "print(json.dumps(_pipeline_figure(sys.argv[1], int(sys.argv[2]))))")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    finished = subprocess.run([sys.executable, "-c", program, arguments], capture_output=True,
-                              text=True, env=env, check=False)
+    finished = subprocess.run(
+        [sys.executable, "-c", program, OmegaConf.to_yaml(OmegaConf.structured(cfg)),
+         str(batches)], capture_output=True, text=True, env=env, check=False)
     if finished.returncode:
         raise RuntimeError(f"the pipeline process failed:\n{finished.stderr[-3000:]}")
     figure = json.loads(finished.stdout.strip().splitlines()[-1])
     return figure | {"cores": cores, "images_per_sec_per_core": figure["images_per_sec"] / cores}
 
 
-def _pipeline_figure(arguments: dict) -> Dict[str, float]:
+def _pipeline_figure(config_yaml: str, batches: int) -> Dict[str, float]:
     """`pipeline_per_core`'s child: the pipeline's figure in this (CPU-restricted) process."""
-    # pylint: disable=import-outside-toplevel
-    from centernet.benchmark import pipeline_throughput
-    from centernet.cli import compose_config
-    from centernet.config import validate
-    from centernet.data.sources import build_source
-    from centernet.engine.data_choices import resolve_open_settings
+    from centernet.benchmark import pipeline_throughput  # pylint: disable=import-outside-toplevel
 
-    cfg = validate(compose_config("train", arguments["overrides"]))
+    cfg = validate(OmegaConf.create(config_yaml))
     cfg, choices = resolve_open_settings(cfg, build_source(cfg.dataset), None)
-    return pipeline_throughput(cfg, batches=arguments["batches"]) | {
+    return pipeline_throughput(cfg, batches=batches) | {
         "cpus_seen": len(os.sched_getaffinity(0)),
         "chosen": {choice.key: choice.value for choice in choices}}
 

@@ -10,7 +10,6 @@ import contextlib
 import os
 import platform
 import resource
-import tempfile
 import time
 from typing import Callable, Dict, Iterator, Optional
 
@@ -25,10 +24,10 @@ from centernet.data.sources import build_source
 from centernet.data import native
 from centernet.data.targets import (render_targets, render_targets_batch, render_ttf_targets,
                                     render_ttf_targets_batch)
-from centernet.engine.hardware import bfloat16_cpu_flags, cpu_flags
+from centernet.engine.hardware import bfloat16_cpu_flags, cpu_flags, cpu_model
 from centernet.evaluation.decode import decode
 from centernet.model import build_model
-from centernet.study import scale
+from centernet.benchmark import scale
 
 
 def _time(function: Callable[[], object], repeats: int, warmup: int = 2) -> float:
@@ -318,16 +317,9 @@ def forward_gflops(model_cfg: ModelConfig, num_classes: int) -> float:
 def machine() -> Dict[str, object]:
     """The CPU model, core count, the instruction-set flags that decide speed here (avx2,
     avx512f, avx512_bf16, amx), and the TensorFlow and Python versions."""
-    model = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            model = next((line.partition(":")[2].strip() for line in cpuinfo
-                          if line.partition(":")[0].strip() == "model name"), model)
-    except OSError:
-        pass
     flags = cpu_flags()
     wanted = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
-    return {"cpu": model, "cores": os.cpu_count(),
+    return {"cpu": cpu_model(), "cores": os.cpu_count(),
             "flags": {flag: flag in flags for flag in wanted},
             "tensorflow": tf.__version__, "python": platform.python_version()}
 
@@ -337,17 +329,18 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def suite(cfg: RunConfig, model_name: str, input_size: int, batch_size: int, num_classes: int,
-          precision: str = "float32", jit_compile: bool = False,
-          progress: Callable[[str], None] = lambda _: None,
+def suite(cfg: RunConfig, feed_cfg: RunConfig, model_name: str, input_size: int,
+          batch_size: int, num_classes: int, precision: str = "float32",
+          jit_compile: bool = False, progress: Callable[[str], None] = lambda _: None,
           quick: bool = False) -> Dict[str, object]:
     """Every figure of the project's hot paths in one process, each the median of repeated
     timings after warm-up (the keys of `SUITE_KEYS`).
 
     `cfg` configures the input pipeline and the evaluation (dataset, validation split, and
     the same `input_size` and `batch_size` as the train step, which runs `model_name` on
-    random data of `num_classes` classes). Targets, decode and the focal loss use the fixed
-    shapes their keys name. `quick` times every figure at the same shapes with a few repeats
+    random data of `num_classes` classes); `feed_cfg` the pipeline timed on one core (a
+    folder of COCO-like JPEGs at 512 px, `scale.folder_overrides`). Targets, decode and the
+    focal loss use the fixed shapes their keys name. `quick` times every figure at the same shapes with a few repeats
     instead of many (a check that everything runs, not figures to quote)."""
     if (cfg.model.input_size, cfg.train.batch_size) != (input_size, batch_size):
         raise ValueError(f"suite: cfg has input {cfg.model.input_size}, batch "
@@ -384,10 +377,8 @@ def suite(cfg: RunConfig, model_name: str, input_size: int, batch_size: int, num
     figures["pipeline_img_per_s"] = pipeline_throughput(
         run, batches=5 if quick else 30)["images_per_sec"]
     progress("input pipeline, one core, 512 px COCO-like JPEGs")
-    with tempfile.TemporaryDirectory(prefix="centernet-feed-") as directory:
-        root = scale.jpeg_folder(directory, 64 if quick else 512, val_images=8)
-        figures["pipeline_512_img_per_s_per_core"] = scale.pipeline_per_core(
-            root, cores=1, batches=2 if quick else 20)["images_per_sec_per_core"]
+    figures["pipeline_512_img_per_s_per_core"] = scale.pipeline_per_core(
+        feed_cfg, cores=1, batches=2 if quick else 20)["images_per_sec_per_core"]
     progress("targets")
     images = 32 if quick else 320
     for kind, prefix in (("centernet", "targets"), ("ttfnet", "ttf_targets")):
