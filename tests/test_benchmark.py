@@ -116,8 +116,8 @@ def test_op_kinds_of_names_from_a_real_profile():
 def test_starts_check_every_image_then_none_then_the_touched_one(tmp_path):
     """`benchmark start`: three `centernet train` processes on a folder it makes (no small
     folder beside it): the first start decodes every image (12 training images and 16
-    validation images), the cached one none, and after one file is touched only that file,
-    which the run names; every part of a start is timed."""
+    validation images), the cached one none (both splits from the split cache), and after one
+    file is touched only that file, which the run names; every part of a start is timed."""
     result = run_script("benchmark.py", "start", "--images", "12", "--small", "0", "--size",
                         "64x48", "--dir", str(tmp_path), "experiment=smoke",
                         "model.input_size=64")
@@ -132,6 +132,7 @@ def test_starts_check_every_image_then_none_then_the_touched_one(tmp_path):
         assert all(part > 0 for part in parts) and float(row[4]) == pytest.approx(
             sum(parts), abs=0.02)
     touched = tmp_path / "coco_12_64x48" / "train" / f"{12:012d}.jpg"
-    assert f"12 one touched: index: 28 images, 27 from the index cache, 1 checked (new or " \
-           f"changed: {touched})" in result.stdout
+    assert (f"12 one touched: index: 28 images, 16 in splits kept by the split cache "
+            f"(annotations and images unchanged), 11 from the index cache, 1 checked (new or "
+            f"changed: {touched})") in result.stdout  # val unchanged, train parsed again
     assert len(list((tmp_path / "coco_12_64x48" / "train").glob("*.jpg"))) == 12
