@@ -17,12 +17,14 @@ train: $(STAMP)
 	$(BIN)/python scripts/train.py $(ARGS)
 
 # two workers (pytest-xdist), one per core of the machines we run on; a file's tests share a
-# worker, so the module fixtures that train a run train it once
+# worker, so the module fixtures that train a run train it once. Files start in the order
+# tests/conftest.py gives them (the slowest first), not xdist's (the most tests first, which
+# left the slow two-test files to start last while the other worker idled)
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder -m "not slow"
 
 benchmark: $(STAMP)
 	$(BIN)/python scripts/benchmark.py suite --out outputs/benchmark/suite.json $(ARGS)
