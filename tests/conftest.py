@@ -100,10 +100,10 @@ def smoke_run(tfds_dir, tmp_path_factory) -> Path:
 FILE_SECONDS = {
     "test_distribute.py": 745, "test_preemption.py": 656, "test_training.py": 617,
     "test_loss_study.py": 510, "test_export_formats.py": 388, "test_budget.py": 357,
-    "test_benchmark.py": 344, "test_search.py": 275, "test_run_tools.py": 227,
+    "test_benchmark.py": 450, "test_search.py": 275, "test_run_tools.py": 227,
     "test_audit.py": 207, "test_time_to_accuracy.py": 176, "test_native_targets.py": 166,
     "test_data_choices.py": 159, "test_quiet_start.py": 158, "test_checkpoint_damage.py": 145,
-    "test_installed.py": 116,
+    "test_installed.py": 116, "test_data_service.py": 150,
 }
 
 
