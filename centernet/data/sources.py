@@ -438,11 +438,11 @@ def _voc_source(cfg: DatasetConfig, classes: Optional[ClassMap], report: DataRep
     elif cfg.classes:
         names = list(cfg.classes)
     else:
+        train_inputs = inputs(cfg.train_split)  # reads the split's listing once
         names = _kept_facts(
             split_cache, {"facts": "voc class names", "split": cfg.train_split,
-                          "inputs": [str(path) for path in inputs(cfg.train_split)]},
-            inputs(cfg.train_split),
-            lambda: {"names": voc.class_names(parse(cfg.train_split))})["names"]
+                          "inputs": [str(path) for path in train_inputs]},
+            train_inputs, lambda: {"names": voc.class_names(parse(cfg.train_split))})["names"]
         if not names:
             raise DataError(f"dataset.root={cfg.root}: split {cfg.train_split!r} has no "
                             f"named objects to take class names from; set dataset.classes")
