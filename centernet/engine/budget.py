@@ -15,6 +15,14 @@ own steps kept since step `PACE_FROM` (`refit_plan`): the same end, warm-up and 
 evaluations, more or fewer steps. The decay has not begun then, so the schedule still spans
 the run exactly and ends at its end value at the last step.
 
+Machines drift after warm-up too (a run measured 1.02 s a step at its refit and 1.13 s ten
+minutes later), so at each evaluation up to `REPACE_UNTIL` of the run the run also keeps its
+pace (`repace_plan`): when the steps since the last evaluation, at their own pace, and the
+evaluations still to come would end more than `REPACE_TOLERANCE` of the budget away from the
+printed end, the number of steps is fitted to that end again; the schedule's decay goes on
+from where it stands (`WarmupSchedule.repace`), without a jump, to its end value at the new
+last step. Each repace is recorded in the plan (`repaces`), the schedule's anchor with it.
+
 The plan is written to `plan.json` in the run directory before the first step (and again when
 refitted); a resumed run reads it back and keeps it (steps, schedule, evaluations), whatever
 the budget on its command line.
@@ -45,6 +53,8 @@ MEASURE_SHARE = 0.005  # steady steps are timed for 0.5% of the budget, at least
 MIN_MEASURE_SECONDS = 2.0  # ... two seconds
 MIN_TIMED_STEPS, MAX_TIMED_STEPS = 5, 500  # ... and at least 5, at most 500 steps
 SECOND_EVALUATION_SHARE = 0.05  # a first evaluation under 5% of the budget is timed again
+REPACE_TOLERANCE = 0.01  # keep pace when the projected end is off by more than 1% of the budget
+REPACE_UNTIL = 0.8  # ... at the evaluations within the first 80% of the steps
 _IMPORTED_AT = time.time()
 
 
@@ -98,6 +108,8 @@ class Plan:
     expected_end: float
     measured: dict = field(default_factory=dict)
     refitted_at: Optional[int] = None
+    # each time the run kept its pace: step, steps before, pace (s a step), decay progress
+    repaces: List[dict] = field(default_factory=list)
 
     def save(self, run_dir: Path, choices: Optional[List[dict]] = None) -> None:
         write_plan_file(run_dir, {"budget": asdict(self)}, choices)
@@ -140,6 +152,40 @@ def refit_plan(plan: Plan, step: int, now: float, step_s: float) -> Plan:
                 started_at=plan.started_at, planned_at=plan.planned_at,
                 expected_end=now + (steps - step) * step_s + evaluations * per_evaluation,
                 measured={**measured, "refit_step_s": step_s}, refitted_at=step)
+
+
+def evaluations_after(step: int, steps: int, eval_every: int) -> int:
+    """The evaluations a run of `steps` steps makes after `step`: one at every multiple of
+    `eval_every` and one at the last step."""
+    return steps // eval_every - step // eval_every + (steps % eval_every != 0)
+
+
+def repace_plan(plan: Plan, step: int, now: float, step_s: float, per_evaluation: float,
+                iterations: int, progress: float) -> Plan:
+    """`plan` at `step` (after its evaluation there), its steps fitted again so that the
+    rest, at `step_s` seconds a step and `per_evaluation` seconds an evaluation and its
+    checkpoint, ends at the printed end (`expected_end`); the evaluations keep their spacing.
+    `iterations` (the optimizer's updates so far: `step` less the skipped ones) and
+    `progress` (the schedule's decay there) are recorded with the repace: the schedule's
+    anchor, which a resumed run puts back."""
+    every = plan.eval_every
+    evaluations = evaluations_after(step, plan.steps, every)
+    while True:  # the evaluations left depend on the length: never count fewer than it makes
+        left = plan.expected_end - now - evaluations * per_evaluation
+        steps = max(step + int(left // step_s), step + 1)
+        needed = evaluations_after(step, steps, every)
+        if needed <= evaluations:
+            break
+        evaluations = needed
+    record = {"step": step, "steps_before": plan.steps, "step_s": step_s,
+              "iterations": iterations, "progress": progress}
+    return Plan(budget_s=plan.budget_s, steps=steps, warmup_steps=plan.warmup_steps,
+                eval_every=every, evaluations=math.ceil(steps / every),
+                checkpoint_every=plan.checkpoint_every, images_per_step=plan.images_per_step,
+                input_size=plan.input_size, started_at=plan.started_at,
+                planned_at=plan.planned_at, expected_end=plan.expected_end,
+                measured=plan.measured, refitted_at=plan.refitted_at,
+                repaces=[*plan.repaces, record])
 
 
 def write_plan_file(run_dir: Path, record: dict, choices: Optional[List[dict]]) -> None:

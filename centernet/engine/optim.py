@@ -21,6 +21,13 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
     `total_steps` and `warmup_steps` are variables (`set_length`), so a time budget's plan can
     fix them after the step function was traced (checkpoints do not hold them: the plan and
     the config do).
+
+    A budgeted run that keeps its pace changes its length mid-decay (`repace`): the decay's
+    progress then runs on from the value it had at that step (the anchor) to 1 at the new last
+    step, so the rate goes on without a jump and still ends at its end value. Before any
+    repace the anchor is (warm-up end, 0) and the progress is `(s - warmup) / (total - 1 -
+    warmup)`, bit for bit. The `step` schedule's milestones are shares of the whole run and
+    cannot move without a jump: it is never repaced.
     """
 
     def __init__(self, peak_lr: float, total_steps: int, name: str = "cosine",
@@ -36,6 +43,11 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
                                   name="schedule_total_steps")
         self._warmup = tf.Variable(float(warmup_steps), dtype=tf.float64, trainable=False,
                                    name="schedule_warmup_steps")
+        # the decay's progress is anchor_progress at anchor_step (`repace`); -1: the warm-up end
+        self._anchor_step = tf.Variable(-1.0, dtype=tf.float64, trainable=False,
+                                        name="schedule_anchor_step")
+        self._anchor_progress = tf.Variable(0.0, dtype=tf.float64, trainable=False,
+                                            name="schedule_anchor_progress")
 
     @property
     def total_steps(self) -> int:
@@ -45,10 +57,46 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
     def warmup_steps(self) -> int:
         return int(self._warmup.numpy())
 
+    @property
+    def anchor(self) -> tuple:
+        """`(step, progress)`: the decay's progress at a repace's step; `(-1, 0)` before any."""
+        return float(self._anchor_step.numpy()), float(self._anchor_progress.numpy())
+
+    @property
+    def repaceable(self) -> bool:
+        """Whether the length can change mid-decay without a jump (not the `step` schedule)."""
+        return self.name != "step"
+
     def set_length(self, total_steps: int, warmup_steps: int) -> None:
-        """Span `total_steps`, the first `warmup_steps` of them warming up."""
+        """Span `total_steps`, the first `warmup_steps` of them warming up (no anchor)."""
         self._total.assign(float(total_steps))
         self._warmup.assign(float(warmup_steps))
+        self.set_anchor(-1.0, 0.0)
+
+    def set_anchor(self, step: float, progress: float) -> None:
+        """Put back the anchor a repace set (`anchor`), as a resumed run does."""
+        self._anchor_step.assign(float(step))
+        self._anchor_progress.assign(float(progress))
+
+    def repace(self, total_steps: int, at_step: int) -> float:
+        """Span `total_steps` from `at_step` (the optimizer's `iterations` when the next step
+        runs) on, the decay going on from its progress there; returns that progress."""
+        if not self.repaceable:
+            raise ValueError("the step schedule's milestones cannot move: it is never repaced")
+        progress = float(self.progress(tf.constant(float(at_step), tf.float64)).numpy())
+        self._total.assign(float(total_steps))
+        self.set_anchor(float(at_step), progress)
+        return progress
+
+    def progress(self, step: tf.Tensor) -> tf.Tensor:
+        """The decay's progress in [0, 1] at float64 `step`: 0 at the warm-up's end (or the
+        anchor's progress at its step), 1 at the last step."""
+        anchored = self._anchor_step >= 0.0
+        start = tf.where(anchored, self._anchor_step, self._warmup)
+        span = tf.maximum(self._total - 1.0 - start, 1.0)
+        return tf.clip_by_value(self._anchor_progress
+                                + (1.0 - self._anchor_progress) * ((step - start) / span),
+                                0.0, 1.0)
 
     def _decayed(self, step: tf.Tensor) -> tf.Tensor:
         peak = tf.constant(self.peak_lr, tf.float64)
@@ -58,9 +106,7 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
             passed = tf.add_n([tf.cast(step >= m * self._total, tf.float64)
                                for m in self.milestones] or [tf.constant(0.0, tf.float64)])
             return peak * tf.pow(tf.constant(self.gamma, tf.float64), passed)
-        span = tf.maximum(self._total - 1.0 - self._warmup, 1.0)
-        progress = tf.clip_by_value((step - self._warmup) / span, 0.0, 1.0)
-        cosine = 0.5 * (1.0 + tf.cos(math.pi * progress))
+        cosine = 0.5 * (1.0 + tf.cos(math.pi * self.progress(step)))
         return peak * (self.min_lr_ratio + (1.0 - self.min_lr_ratio) * cosine)
 
     def __call__(self, step):

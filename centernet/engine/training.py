@@ -27,9 +27,10 @@ import numpy as np
 import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
 
-from centernet.engine.budget import (MIN_REFIT_STEPS, PACE_FROM, PLAN_FILE, Plan,
-                                     format_duration, measure, plan_budget, process_start_time,
-                                     refit_plan, write_plan_file)
+from centernet.engine.budget import (MIN_REFIT_STEPS, PACE_FROM, PLAN_FILE, REPACE_TOLERANCE,
+                                     REPACE_UNTIL, Plan, evaluations_after, format_duration,
+                                     measure, plan_budget, process_start_time, refit_plan,
+                                     repace_plan, write_plan_file)
 from centernet.engine.checkpointing import CheckpointStore, list_checkpoints, model_spec
 from centernet.config import RunConfig, validate
 from centernet.data.pipeline import train_dataset
@@ -207,6 +208,9 @@ class Trainer:
                                      initial_weights=not resuming,
                                      head_dtype=cfg.precision.head_dtype)
             self.schedule = build_schedule(cfg.schedule, cfg.train.peak_lr, self.total_steps)
+            if self.plan is not None and self.plan.repaces:  # the decay as the run left it
+                last = self.plan.repaces[-1]
+                self.schedule.set_anchor(last["iterations"], last["progress"])
             self.optimizer = build_optimizer(cfg.optimizer, self.schedule, cfg.precision)
             self.optimizer.build(self.model.trainable_variables)
             self.step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
@@ -262,6 +266,8 @@ class Trainer:
         self.stopped_early = self.log.last("stop") is not None
         self.deadline: Optional[float] = None
         self.pace_from: Optional[float] = None  # when step PACE_FROM ended (a refit's clock)
+        self.pace_mark: Optional[tuple] = None  # (step, train_seconds) a repace times from
+        self.evaluation_seconds: List[float] = []  # each evaluation this process ran
         self.logits_dtype = keras.backend.standardize_dtype(
             self.model.get_layer("heatmap_out").compute_dtype)
         self.window: list = []
@@ -430,25 +436,66 @@ class Trainer:
         pace = (time.time() - self.pace_from) / (self.step - PACE_FROM)
         before = self.plan
         self.plan = plan = refit_plan(before, self.step, time.time(), pace)
-        self.cfg = with_plan(self.cfg, plan)
-        self.total_steps = self.end_step = plan.steps
-        if self.cfg.train.stop_at_step:
-            self.end_step = min(plan.steps, self.cfg.train.stop_at_step)
         self.schedule.set_length(plan.steps, plan.warmup_steps)
-        if self.cfg.augment.mosaic:  # mosaic ends at a share of the new length
-            self.batch_stream = iter(self.batches())
-        plan.save(self.run_dir)
-        _save_config(self.cfg, self.write_dir)
-        self.progress.set_total(plan.steps)
+        self.apply_length(plan)
+        self.pace_mark = (self.step, self.train_seconds)
         self.progress.message(
             f"step {self.step}: warm-up done at {pace:.3f} s a step (measured "
             f"{before.measured['step_s']:.3f}): refitted to {plan.steps} steps (was "
             f"{before.steps}), {plan.evaluations} evaluation(s) every {plan.eval_every} steps, "
             f"same end")
 
+    def apply_length(self, plan: Plan) -> None:
+        """Train to `plan`'s new length: the config, the end, mosaic's end (a share of the
+        length), the plan file and the progress bar."""
+        self.cfg = with_plan(self.cfg, plan)
+        self.total_steps = self.end_step = plan.steps
+        if self.cfg.train.stop_at_step:
+            self.end_step = min(plan.steps, self.cfg.train.stop_at_step)
+        if self.cfg.augment.mosaic:  # mosaic ends at a share of the new length
+            self.batch_stream = iter(self.batches())
+        plan.save(self.run_dir)
+        _save_config(self.cfg, self.write_dir)
+        self.progress.set_total(plan.steps)
+
+    def pace_check_due(self) -> bool:
+        """Whether a fresh budgeted run checks its pace after this step: an evaluation ran at
+        it, within the first `REPACE_UNTIL` of the steps, on a schedule that can change
+        length."""
+        return (self.plan is not None and self.resumed_from is None and self.chief
+                and self.last_eval_step == self.step
+                and self.step <= REPACE_UNTIL * self.total_steps
+                and self.schedule.repaceable)
+
+    def repace(self) -> None:
+        """Fit the steps to the printed end again when the pace since the last mark and the
+        evaluations to come would miss it by more than `REPACE_TOLERANCE` of the budget
+        (`budget.repace_plan`); the schedule's decay goes on from where it stands."""
+        plan, (marked_step, marked_seconds) = self.plan, self.pace_mark
+        pace = (self.train_seconds - marked_seconds) / (self.step - marked_step)
+        per_evaluation = (float(np.mean(self.evaluation_seconds))
+                          + plan.measured["save_s"])
+        projected = time.time() + ((plan.steps - self.step) * pace + per_evaluation
+                                   * evaluations_after(self.step, plan.steps, plan.eval_every))
+        self.pace_mark = (self.step, self.train_seconds)
+        if abs(projected - plan.expected_end) <= REPACE_TOLERANCE * plan.budget_s:
+            return
+        iterations = int(self.optimizer.iterations.numpy())
+        progress = float(self.schedule.progress(tf.constant(float(iterations),
+                                                            tf.float64)).numpy())
+        self.plan = new = repace_plan(plan, self.step, time.time(), pace, per_evaluation,
+                                      iterations, progress)
+        self.schedule.repace(new.steps, iterations)
+        self.apply_length(new)
+        self.progress.message(
+            f"step {self.step}: {pace:.3f} s a step since step {marked_step} would end "
+            f"{format_duration(abs(projected - plan.expected_end))} "
+            f"{'late' if projected > plan.expected_end else 'early'}: {new.steps} steps (was "
+            f"{plan.steps}), the decay going on from {progress:.1%}, same end")
+
     def after_step(self) -> None:
         """The periodic work due at this step, in order: refit a budget's plan, log,
-        evaluate, checkpoint."""
+        evaluate, checkpoint, keep a budget's pace."""
         if self.step == PACE_FROM:
             self.pace_from = time.time()
         if self.refit_due():
@@ -461,6 +508,11 @@ class Trainer:
             self.run_evaluation()
         if step == self.end_step or step % train.checkpoint_every == 0 or self.stopped_early:
             self.store.save(step, self.model.variables)
+        if self.pace_check_due():
+            if self.pace_mark is None:  # no refit: the pace is timed from the first evaluation
+                self.pace_mark = (step, self.train_seconds)
+            else:
+                self.repace()
 
     def save_now(self) -> str:
         """Checkpoint the current step now (preemption); returns what was written."""
@@ -519,6 +571,7 @@ class Trainer:
         # evaluation (resetting it instead counted the window's earlier steps in no time).
         self.window_start += time.perf_counter() - started
         self.step_started = time.perf_counter()
+        self.evaluation_seconds.append(self.step_started - started)
         return metrics
 
     def write_evaluation_pictures(self) -> None:
