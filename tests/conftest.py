@@ -3,7 +3,9 @@ user's ~/tensorflow_datasets), and a helper that runs the command-line scripts."
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -80,16 +82,28 @@ def run_script(script: str, *args: str, timeout: float = 900,
 
 
 @pytest.fixture(scope="session")
-def smoke_run(tfds_dir, tmp_path_factory) -> Path:
+def smoke_run(tfds_dir, tmp_path_factory, worker_id) -> Path:
     """One trained smoke run (`experiment=smoke`, 40 steps) shared by the tests of the tools
-    that read a run: evaluate, predict, export and the export benchmark."""
-    run_dir = tmp_path_factory.mktemp("smoke_run")
-    # float32 on every machine (`precision=auto` would train in bfloat16 on some): the export
-    # tests compare the float32 files' AP with the AP this run logs
-    result = run_script("train.py", "experiment=smoke", "precision=float32",
-                        f"dataset.data_dir={tfds_dir}", f"hydra.run.dir={run_dir}")
-    assert result.returncode == 0, result.stderr
-    return run_dir
+    that read a run: evaluate, predict, export and the export benchmark. Trained once per
+    test session: under pytest-xdist the first worker to need it trains it in the session's
+    common temporary folder while the others wait on a lock; each worker gets its own copy
+    (evaluate.py writes into the run it evaluates, predict.py reads what it wrote)."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if worker_id != "master" else base  # xdist: .../pytest-N/popen-gwK
+    run_dir = shared / "smoke_run"
+    with open(shared / "smoke_run.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not (run_dir / "trained").exists():
+            shutil.rmtree(run_dir, ignore_errors=True)  # a run a failed worker left half-done
+            # float32 on every machine (`precision=auto` would train in bfloat16 on some): the
+            # export tests compare the float32 files' AP with the AP this run logs
+            result = run_script("train.py", "experiment=smoke", "precision=float32",
+                                f"dataset.data_dir={tfds_dir}", f"hydra.run.dir={run_dir}")
+            assert result.returncode == 0, result.stderr
+            (run_dir / "trained").touch()
+    copy = tmp_path_factory.mktemp("smoke_run")
+    shutil.copytree(run_dir, copy, dirs_exist_ok=True)
+    return copy
 
 
 # Seconds each of the slowest files took (summed test durations, `--junitxml` of a full run on

@@ -28,7 +28,7 @@ from centernet.engine.strategies import DEFAULT_STRATEGY, build_strategy
 from centernet.engine.step import LOSS_PARTS, make_train_step
 from centernet.training import train
 from centernet.model import build_model
-from conftest import LOGICAL_CPUS, ROOT, compose_config
+from conftest import LOGICAL_CPUS, ROOT, compose_config, run_script
 
 REPLICAS = LOGICAL_CPUS
 # Plain gradient descent at rate 1: a step moves every weight by exactly minus its gradient.
@@ -131,15 +131,22 @@ def test_mirrored_step_that_is_nonfinite_on_one_replica_changes_nothing(tfds_dir
 
 @pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
 def test_mixed_precision_trains_with_finite_loss_under_mirrored(tfds_dir, tmp_path, precision):
-    # 3 steps: on a CPU without float16 arithmetic float16 convolutions are slow
-    cfg = _config(tfds_dir, f"precision={precision}", "train.max_steps=3", "train.log_every=1", "train.eval_every=0",
-                  "train.checkpoint_every=3")
-    result = train(cfg, tmp_path / "run")
-    assert result["step"] == 3
-    assert all(np.isfinite(result[k]) for k in LOSS_PARTS)
-    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
-    assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3]
-    assert all(r["skipped"] == 0 for r in records if r["kind"] == "train")
+    """The training command, as a user runs it (for float16 it turns TensorFlow's oneDNN CPU
+    kernels off before importing TensorFlow: their float16 gradients are ~100x slower, 145 s
+    for these steps inside a test process that imported TensorFlow with them on)."""
+    result = run_script("train.py", "experiment=smoke", f"dataset.data_dir={tfds_dir}",
+                        f"hydra.run.dir={tmp_path}", "distribute=mirrored",
+                        f"distribute.cpu_devices={REPLICAS}", f"precision={precision}",
+                        "train.max_steps=3", "train.log_every=1", "train.eval_every=0",
+                        "train.checkpoint_every=3", "train.progress_bar=false")
+    assert result.returncode == 0, result.stderr
+    assert f"distribute=mirrored: {REPLICAS} replica(s)" in result.stderr
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").open()]
+    steps = [r for r in records if r["kind"] == "train"]
+    assert [r["step"] for r in steps] == [1, 2, 3]
+    assert all(np.isfinite(r[k]) for r in steps for k in LOSS_PARTS)
+    assert all(r["skipped"] == 0 for r in steps)
+    assert [r["step"] for r in records if r["kind"] == "eval"] == [3]
 
 
 def test_batch_size_must_divide_between_replicas(tfds_dir, tmp_path):
