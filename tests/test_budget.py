@@ -22,7 +22,8 @@ from centernet.engine.budget import (MARGIN_SECONDS, MARGIN_SHARE, MIN_REFIT_STE
                                      Measurement, Plan, evaluations_after, format_duration,
                                      measure, plan_budget, process_start_time, refit_plan,
                                      repace_plan)
-from centernet.engine import training as training_engine
+from centernet.engine import budget, pacing, training as training_engine
+from centernet.engine.optim import WarmupSchedule
 from centernet.engine.preemption import PREEMPTED_EXIT_CODE
 from centernet.engine.run_log import read_metrics
 from centernet.training import SplitEvaluator, train
@@ -125,6 +126,71 @@ def test_repace_on_a_hand_computed_case(tmp_path):
     assert Plan.load(tmp_path) == faster
 
 
+class _Clock:
+    """`time.time` for `pacing`: a value the test sets."""
+
+    def __init__(self, now: float):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_pacer_refits_then_repaces_only_when_the_pace_misses_the_end(monkeypatch):
+    """The plan above through a `Pacer`: steps of 0.6 s from step 3 refit it at the end of its
+    14-step warm-up (the refit's hand-computed plan); an evaluation on pace since then
+    changes nothing; one after steps of 0.8 s repaces with that pace, the mean evaluation and
+    its save, and the decay's progress at the optimizer's iterations (iterations less warm-up
+    over the steps left after it); the schedule follows each new length. Without a refit the
+    first evaluation only marks the pace; a resumed run (`paces=False`) changes nothing."""
+    clock = _Clock(1011.0)
+    monkeypatch.setattr(pacing.time, "time", clock)
+    plan = plan_budget(100.0, 1000.0, 1010.0, _measured(), 4, 100, 8, 320)
+    schedule = WarmupSchedule(0.01, plan.steps, "cosine", plan.warmup_steps)
+    pacer = pacing.Pacer(plan, schedule, paces=True)
+    assert pacer.after_step(3, train_seconds=2.0) is None and pacer.pace_from == 1011.0
+    clock.now = 1011.0 + 11 * 0.6
+    line = pacer.after_step(14, train_seconds=8.6)
+    by_hand = refit_plan(plan, 14, clock.now, 0.6)
+    refitted = pacer.plan
+    assert (refitted.steps, refitted.eval_every, refitted.evaluations) == (
+        by_hand.steps, by_hand.eval_every, by_hand.evaluations)
+    assert refitted.expected_end == pytest.approx(by_hand.expected_end)
+    assert refitted.steps == schedule.total_steps and refitted.refitted_at == 14
+    assert "refitted to" in line
+    every = refitted.eval_every
+    assert pacer.after_step(every, train_seconds=20.0) is None  # no second refit
+    step, train_seconds = every, 8.6 + (every - 14) * 0.6  # on pace since the refit
+    clock.now = refitted.expected_end - ((refitted.steps - step) * 0.6 + 2.5 * evaluations_after(
+        step, refitted.steps, every))
+    assert pacer.after_evaluation(step, 2.0, train_seconds, iterations=step) is None
+    assert pacer.plan is refitted
+    step, train_seconds = 2 * every, train_seconds + every * 0.8  # slower since
+    clock.now += every * 0.8 + 2.0
+    line = pacer.after_evaluation(step, 4.0, train_seconds, iterations=step - 1)
+    progress = (step - 1 - 14) / (refitted.steps - 1 - 14)
+    expected = repace_plan(refitted, step, clock.now, 0.8, (2.0 + 4.0) / 2 + 0.5, step - 1,
+                           progress)
+    assert (pacer.plan.steps, pacer.plan.evaluations) == (expected.steps, expected.evaluations)
+    assert pacer.plan.steps < refitted.steps == pacer.plan.repaces[0]["steps_before"]
+    assert pacer.plan.repaces[0] == {**expected.repaces[0], "step_s": pytest.approx(0.8),
+                                     "progress": pytest.approx(progress, abs=1e-12)}
+    assert schedule.total_steps == expected.steps
+    assert schedule.anchor == (step - 1, pytest.approx(progress, abs=1e-12))
+    assert "the decay going on from" in line
+
+    unrefitted = pacing.Pacer(plan, WarmupSchedule(0.01, plan.steps, "cosine", 14), True)
+    clock.now = 5000.0  # far off the plan's end: the first evaluation only marks the pace
+    assert unrefitted.after_evaluation(38, 2.0, 30.0, 38) is None
+    assert unrefitted.pace_mark == (38, 30.0) and unrefitted.plan == plan
+    resumed = pacing.Pacer(refitted, WarmupSchedule(0.01, refitted.steps, "cosine", 14), False)
+    clock.now = 2000.0
+    assert resumed.after_step(3, 0.0) is None and resumed.after_step(14, 9.0) is None
+    assert resumed.after_evaluation(every, 2.0, 30.0, every) is None
+    assert resumed.after_evaluation(2 * every, 2.0, 90.0, 2 * every) is None
+    assert resumed.plan == refitted
+
+
 def test_plan_keeps_a_short_warmup_and_counts_the_evaluations_it_makes():
     plan = plan_budget(3600.0, 0.0, 60.0, _measured(step_s=1.6, eval_s=3.0), evaluations=6,
                        warmup_steps=100, images_per_step=16, input_size=352)
@@ -218,7 +284,7 @@ def test_a_budgeted_run_ends_near_its_budget_at_the_schedules_end(tfds_dir, tmp_
     at the cosine's end value, and the run ends around its budget (a generous bound here: CI
     machines are busy; the BCCD run in docs/results.md gives a measured figure). A trainer
     built again on the run (as a resume builds it) puts the last repace's anchor back."""
-    monkeypatch.setattr(training_engine, "REPACE_TOLERANCE", -1.0)
+    monkeypatch.setattr(budget, "REPACE_TOLERANCE", -1.0)
     overrides = ["experiment=smoke", f"dataset.data_dir={tfds_dir}", "train.progress_bar=false",
                  "train.log_every=1", "train.time_budget=90s", "train.evaluations=3",
                  "schedule.warmup_steps=12"]

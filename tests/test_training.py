@@ -183,7 +183,7 @@ def test_patience_ends_the_run_and_a_resumed_run_stays_ended(tfds_dir, tmp_path)
     aps = iter([0.1, 0.3, 0.2, 0.25, 0.9, 0.9])
 
     class ScriptedEvaluator:
-        # an `engine.training.Evaluator`: here no PR curves, no detections, no images
+        # an `engine.evaluations.Evaluator`: here no PR curves, no detections, no images
         detections: list = []
         ground_truth = {"images": [], "annotations": [], "categories": []}
 

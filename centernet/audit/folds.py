@@ -116,7 +116,7 @@ def train_folds(run: RunConfig, index: SplitIndex, class_names: List[str], direc
         image id -> that image's detections (COCO results: `category_id` = class + 1, `bbox`
         `[x, y, w, h]` in the image's pixels, `score`), from the run that did not train on it.
     """
-    from centernet.engine.training import BEST_EVALUATION
+    from centernet.engine.evaluations import BEST_EVALUATION
     from centernet.training import train
 
     fold_of = assign_folds(len(index), folds, seed)

@@ -1,6 +1,6 @@
 """A run that ends within its time budget: `train.time_budget=45m`.
 
-Before its first step the run measures itself (`Trainer.calibrate`): the first step (which
+Before its first step the run measures itself (`Trainer.make_plan`, with `measure`): the first step (which
 traces the step function), the steady step time, one checkpoint save, the time to the first
 batch, and one evaluation; then `plan_budget` fixes the number of steps so that training, its
 evaluations and its checkpoints end within the budget, counted from the moment the process

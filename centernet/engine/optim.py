@@ -83,10 +83,14 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
         runs) on, the decay going on from its progress there; returns that progress."""
         if not self.repaceable:
             raise ValueError("the step schedule's milestones cannot move: it is never repaced")
-        progress = float(self.progress(tf.constant(float(at_step), tf.float64)).numpy())
+        progress = self.progress_at(at_step)
         self._total.assign(float(total_steps))
         self.set_anchor(float(at_step), progress)
         return progress
+
+    def progress_at(self, step: int) -> float:
+        """`progress` at one step, as a Python float."""
+        return float(self.progress(tf.constant(float(step), tf.float64)).numpy())
 
     def progress(self, step: tf.Tensor) -> tf.Tensor:
         """The decay's progress in [0, 1] at float64 `step`: 0 at the warm-up's end (or the

@@ -1,4 +1,6 @@
-"""The `tf.distribute` strategy of a run (`distribute=default|mirrored|multi_worker|tpu`).
+"""The `tf.distribute` strategy of a run (`distribute=default|mirrored|multi_worker|tpu`),
+with what a run sets up around it first (`configure_runtime`: determinism, seeds) and the
+record of what it runs on (`runtime_record`).
 
 - `default`: TensorFlow's default strategy, one device.
 - `mirrored`: `tf.distribute.MirroredStrategy` over the visible GPUs, or over
@@ -17,9 +19,11 @@ from __future__ import annotations
 
 import json
 import os
+
+import keras
 import tensorflow as tf
 
-from centernet.config import DistributeConfig
+from centernet.config import DistributeConfig, RunConfig
 from centernet.errors import ConfigError
 
 
@@ -108,3 +112,45 @@ def per_replica_batch(global_batch: int, strategy: tf.distribute.Strategy) -> in
                           f"{replicas} replicas of distribute.strategy="
                           f"{type(strategy).__name__}; use a multiple of {replicas}")
     return global_batch // replicas
+
+
+def configure_runtime(cfg: RunConfig) -> tf.distribute.Strategy:
+    """The distribution strategy (first: logical CPU devices must precede any TensorFlow
+    work), determinism and seeds, before any model (the precision policy is set once the run's
+    recorded or new choices resolve `precision=auto`).
+
+    `train.deterministic`: on one device the step compiles with XLA (`hardware.uses_xla`),
+    which measured bit-exact; a distributed step cannot, and turns on op determinism."""
+    strategy = build_strategy(cfg.distribute)
+    if cfg.train.deterministic and is_distributed(strategy):
+        tf.config.experimental.enable_op_determinism()
+    seed_everything(cfg)
+    return strategy
+
+
+def runtime_record(cfg: RunConfig, strategy: tf.distribute.Strategy) -> dict:
+    """What the run runs on, for `plan.json`: the strategy, its replicas and their devices,
+    and the CPU allocator (`TF_CPU_ALLOCATOR_USE_BFC`, see `centernet/__init__.py`)."""
+    pooled = os.environ.get("TF_CPU_ALLOCATOR_USE_BFC", "").lower() in ("1", "true")
+    if is_distributed(strategy):
+        devices = list(strategy.extended.worker_devices)
+    else:  # the default strategy places ops on the first GPU, else the CPU
+        devices = [(tf.config.list_logical_devices("GPU") or
+                    tf.config.list_logical_devices("CPU"))[0].name]
+    return {"strategy": cfg.distribute.strategy, "replicas": strategy.num_replicas_in_sync,
+            "devices": devices,
+            "cpu_allocator": "pooled (BFC)" if pooled else "TensorFlow's default"}
+
+
+def runtime_line(record: dict) -> str:
+    """`runtime_record` as the run prints it."""
+    return (f"runtime: distribute={record['strategy']}, {record['replicas']} replica(s) on "
+            f"{', '.join(record['devices'])}; CPU allocator {record['cpu_allocator']}")
+
+
+def seed_everything(cfg: RunConfig) -> None:
+    """Python, NumPy and TensorFlow seeds from `train.seed` (no-op without one). Called again
+    right before the model is built, so its initial weights do not depend on what ran before
+    (such as generating the dataset on a first run)."""
+    if cfg.train.seed is not None:
+        keras.utils.set_random_seed(cfg.train.seed)

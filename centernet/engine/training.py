@@ -1,120 +1,56 @@
 """The training loop behind `scripts/train.py`: `train(cfg, run_dir, make_evaluator) -> metrics`.
 
 Around the compiled, guarded step (`step.py`) the loop fills in the settings the data decides
-(`data_choices.py`), plans a time budget (`budget.py`), resumes from the latest checkpoint,
-logs (`run_log`), evaluates every `train.eval_every` steps and at the end, keeps the best
-checkpoint by AP, saves the latest every `train.checkpoint_every` steps, and stops early after
-`train.patience` evaluations without a better AP.
+(`data_choices.py`), plans a time budget (`budget.py`) and keeps its pace (`pacing.py`),
+resumes from the latest checkpoint, logs (`run_log`), evaluates every `train.eval_every`
+steps and at the end, keeps the best checkpoint by AP, saves the latest every
+`train.checkpoint_every` steps, and stops early after `train.patience` evaluations without a
+better AP.
 
 The loop does not know how a model is evaluated: the caller, a later stage, hands it a
-`make_evaluator` (docs/architecture.md, Stages). `centernet.training.train` hands it the
+`make_evaluator` (`evaluations.Evaluator`; docs/architecture.md, Stages). `centernet.training.train` hands it the
 COCO evaluation of the validation split (`centernet.evaluation.inference.SplitEvaluator`).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Protocol
+from typing import Dict, Optional
 
 import keras
 import numpy as np
 import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
 
-from centernet.engine.budget import (MIN_REFIT_STEPS, PACE_FROM, PLAN_FILE, REPACE_TOLERANCE,
-                                     REPACE_UNTIL, Plan, evaluations_after, format_duration,
-                                     measure, plan_budget, process_start_time, refit_plan,
-                                     repace_plan, write_plan_file)
+from centernet.engine.budget import (PLAN_FILE, Plan, format_duration, measure, plan_budget,
+                                     process_start_time, write_plan_file)
 from centernet.engine.checkpointing import CheckpointStore, list_checkpoints, model_spec
 from centernet.config import RunConfig, validate
 from centernet.data.pipeline import train_dataset
-from centernet.data.sources import ClassMap, Source, build_source, check_splits
+from centernet.data.sources import ClassMap, build_source, check_splits
 from centernet.errors import ConfigError, NonFiniteLossError
 from centernet.model import build_model
 from centernet.engine.ema import WeightAverage, ema_objects
+from centernet.engine.evaluations import (EvaluationPictures, MakeEvaluator,
+                                          write_best_evaluation)
 from centernet.engine.data_choices import learning_rate_line, resolve_open_settings
 from centernet.engine.hardware import precision_policy, precision_warning, uses_xla
 from centernet.engine.optim import build_optimizer, build_schedule
+from centernet.engine.pacing import Pacer
 from centernet.engine.preemption import PreemptionWatch
 from centernet.engine.step import LOSS_PARTS, make_train_step, nonfinite_message
-from centernet.engine.strategies import (build_strategy, is_chief, is_distributed,
-                                         per_replica_batch)
+from centernet.engine.strategies import (configure_runtime, is_chief, is_distributed,
+                                         per_replica_batch, runtime_line, runtime_record,
+                                         seed_everything)
 from centernet.engine.run_log import Progress, RunLog
-from centernet.visualize import draw_coco_detections
 
 SUMMARY_METRICS = ("AP", "AP50", "AP75")
 DATA_REPORT = "data_report.json"
-# the best evaluation's split, step, metrics, ground truth and detections (COCO dicts): what
-# the run's report (`centernet.report`) is drawn from without evaluating again
-BEST_EVALUATION = "best_evaluation.json"
-TENSORBOARD_SCORE_THRESHOLD = 0.3  # detections drawn in TensorBoard's pictures
 PROVISIONAL_STEPS = 1_000_000  # the schedule's length while a budgeted run measures itself
-
-
-class Evaluator(Protocol):
-    """What the loop needs of an evaluation: called with the model's current weights, it
-    returns the metrics (at least `AP`, `AP50`, `AP75`, as fractions); afterwards it holds the
-    COCO ground truth and that call's COCO detections (for the best evaluation's file and the
-    TensorBoard pictures) and, when it has them, the per-class counts of the PR curves."""
-
-    detections: List[dict]
-    ground_truth: dict
-
-    def __call__(self) -> Dict[str, float]: ...
-
-    def threshold_counts(self) -> Optional[Dict[int, Dict[str, np.ndarray]]]: ...
-
-
-# builds a run's evaluator once the model and the source exist: (model, source, cfg)
-MakeEvaluator = Callable[[keras.Model, Source, RunConfig], Evaluator]
-
-
-def configure_runtime(cfg: RunConfig) -> tf.distribute.Strategy:
-    """The distribution strategy (first: logical CPU devices must precede any TensorFlow
-    work), determinism and seeds, before any model (the precision policy is set once the run's
-    recorded or new choices resolve `precision=auto`).
-
-    `train.deterministic`: on one device the step compiles with XLA (`hardware.uses_xla`),
-    which measured bit-exact; a distributed step cannot, and turns on op determinism."""
-    strategy = build_strategy(cfg.distribute)
-    if cfg.train.deterministic and is_distributed(strategy):
-        tf.config.experimental.enable_op_determinism()
-    seed_everything(cfg)
-    return strategy
-
-
-def runtime_record(cfg: RunConfig, strategy: tf.distribute.Strategy) -> dict:
-    """What the run runs on, for `plan.json`: the strategy, its replicas and their devices,
-    and the CPU allocator (`TF_CPU_ALLOCATOR_USE_BFC`, see `centernet/__init__.py`)."""
-    pooled = os.environ.get("TF_CPU_ALLOCATOR_USE_BFC", "").lower() in ("1", "true")
-    if is_distributed(strategy):
-        devices = list(strategy.extended.worker_devices)
-    else:  # the default strategy places ops on the first GPU, else the CPU
-        devices = [(tf.config.list_logical_devices("GPU") or
-                    tf.config.list_logical_devices("CPU"))[0].name]
-    return {"strategy": cfg.distribute.strategy, "replicas": strategy.num_replicas_in_sync,
-            "devices": devices,
-            "cpu_allocator": "pooled (BFC)" if pooled else "TensorFlow's default"}
-
-
-def runtime_line(record: dict) -> str:
-    """`runtime_record` as the run prints it."""
-    return (f"runtime: distribute={record['strategy']}, {record['replicas']} replica(s) on "
-            f"{', '.join(record['devices'])}; CPU allocator {record['cpu_allocator']}")
-
-
-def seed_everything(cfg: RunConfig) -> None:
-    """Python, NumPy and TensorFlow seeds from `train.seed` (no-op without one). Called again
-    right before the model is built, so its initial weights do not depend on what ran before
-    (such as generating the dataset on a first run)."""
-    if cfg.train.seed is not None:
-        keras.utils.set_random_seed(cfg.train.seed)
 
 
 def _save_config(cfg: RunConfig, run_dir: Path) -> None:
@@ -126,8 +62,6 @@ def _save_config(cfg: RunConfig, run_dir: Path) -> None:
     tmp = path.with_name("config.yaml.tmp")
     OmegaConf.save(OmegaConf.structured(cfg), tmp)
     tmp.replace(path)
-
-
 
 
 def with_plan(cfg: RunConfig, plan: Plan) -> RunConfig:
@@ -184,16 +118,16 @@ class Trainer:
         self.source.classes.save(self.write_dir)
         if self.source.report.splits:
             self.source.report.write(self.write_dir / DATA_REPORT)
-        self.plan = Plan.load(run_dir)
-        needs_plan = self.plan is None and cfg.train.budget_seconds is not None
+        plan = Plan.load(run_dir)
+        needs_plan = plan is None and cfg.train.budget_seconds is not None
         if needs_plan and is_distributed(strategy) and cfg.distribute.strategy == "multi_worker":
             raise ConfigError("train.time_budget is not supported with distribute=multi_worker "
                               "(each worker would plan alone): set train.max_steps")
-        if self.plan is not None:
-            cfg = with_plan(cfg, self.plan)
+        if plan is not None:
+            cfg = with_plan(cfg, plan)
         self.cfg = cfg
-        if self.plan is not None:
-            self.total_steps = self.plan.steps
+        if plan is not None:
+            self.total_steps = plan.steps
         elif needs_plan:  # a provisional length until the run has measured itself
             self.total_steps = PROVISIONAL_STEPS
         else:
@@ -208,8 +142,8 @@ class Trainer:
                                      initial_weights=not resuming,
                                      head_dtype=cfg.precision.head_dtype)
             self.schedule = build_schedule(cfg.schedule, cfg.train.peak_lr, self.total_steps)
-            if self.plan is not None and self.plan.repaces:  # the decay as the run left it
-                last = self.plan.repaces[-1]
+            if plan is not None and plan.repaces:  # the decay as the run left it
+                last = plan.repaces[-1]
                 self.schedule.set_anchor(last["iterations"], last["progress"])
             self.optimizer = build_optimizer(cfg.optimizer, self.schedule, cfg.precision)
             self.optimizer.build(self.model.trainable_variables)
@@ -243,7 +177,7 @@ class Trainer:
         # carried over a resume from the last evaluation: the time axis of time-to-accuracy.
         self.train_seconds = float((last_eval or {}).get("train_seconds", 0.0))
         self.evaluate = make_evaluator(self.model, self.source, cfg)
-        self.sample_images: Optional[list] = None  # (image id, RGB) for TensorBoard, read once
+        self.pictures = EvaluationPictures(self.source, cfg)
         self.train_step = make_train_step(self.model, self.optimizer, cfg, self.ema, strategy)
         if needs_plan:
             if resuming:
@@ -251,28 +185,34 @@ class Trainer:
                     f"train.time_budget={cfg.train.time_budget}: {run_dir} holds checkpoints of "
                     f"a run that started without a time budget (no {PLAN_FILE}); resume it with "
                     f"train.time_budget=null, or start a new run")
-            self.plan = self.make_plan(cfg.train.budget_seconds)
-            self.cfg = cfg = with_plan(cfg, self.plan)
-            self.total_steps = self.plan.steps
-            self.schedule.set_length(self.plan.steps, self.plan.warmup_steps)
+            plan = self.make_plan(cfg.train.budget_seconds)
+            self.cfg = cfg = with_plan(cfg, plan)
+            self.total_steps = plan.steps
+            self.schedule.set_length(plan.steps, plan.warmup_steps)
+        # a budget's pace checks (a fresh run's chief refits and repaces; a resumed one keeps
+        # its plan)
+        self.pacer = (None if plan is None else
+                      Pacer(plan, self.schedule, self.resumed_from is None and self.chief))
         self.end_step = min(self.total_steps, cfg.train.stop_at_step or self.total_steps)
         self.runtime = runtime_record(cfg, strategy)
         if self.chief:
             write_plan_file(run_dir, {"runtime": self.runtime},
                             [c.to_json() for c in self.choices])
-            if self.plan is not None:
-                self.plan.save(run_dir)
+            if plan is not None:
+                plan.save(run_dir)
         _save_config(cfg, self.write_dir)
         self.stopped_early = self.log.last("stop") is not None
         self.deadline: Optional[float] = None
-        self.pace_from: Optional[float] = None  # when step PACE_FROM ended (a refit's clock)
-        self.pace_mark: Optional[tuple] = None  # (step, train_seconds) a repace times from
-        self.evaluation_seconds: List[float] = []  # each evaluation this process ran
         self.logits_dtype = keras.backend.standardize_dtype(
             self.model.get_layer("heatmap_out").compute_dtype)
         self.window: list = []
         self.window_start = time.perf_counter()
         self.start_times["build_s"] = time.time() - clock
+
+    @property
+    def plan(self) -> Optional[Plan]:
+        """The budget's current plan (None: a run without `train.time_budget`)."""
+        return None if self.pacer is None else self.pacer.plan
 
     def make_plan(self, budget_s: float) -> Plan:
         """Measure this run's step, checkpoint and evaluation (`budget.measure`, which puts
@@ -319,7 +259,7 @@ class Trainer:
             if self.step:
                 progress.message(f"  (kept from {self.run_dir / PLAN_FILE}, as planned when the "
                                  f"run started)")
-            self.deadline = self.projected_end()
+            self.deadline = self.pacer.projected_end(self.step, self.end_step)
         progress.message(runtime_line(self.runtime))
         slow_precision = precision_warning(precision_policy(cfg.precision))
         if slow_precision:
@@ -372,17 +312,6 @@ class Trainer:
                 **{k: v for k, v in final_eval.items() if k not in ("step", "kind")},
                 "best_AP": float(self.best_ap.numpy()) if final_eval else float("nan")}
 
-    def projected_end(self) -> float:
-        """When the planned run should end (seconds since the epoch): its budget's end for a
-        run that starts now, else now plus the planned time of what is left."""
-        plan = self.plan
-        if self.step == 0:
-            return plan.started_at + plan.budget_s
-        measured = plan.measured
-        evaluations_left = max(plan.evaluations - self.step // plan.eval_every, 1)
-        return time.time() + ((self.end_step - self.step) * measured["step_s"]
-                              + evaluations_left * (measured["eval_s"] + measured["save_s"]))
-
     def batches(self) -> tf.data.Dataset | tf.distribute.DistributedDataset:
         """The training batches from the current step on: one dataset on the default
         strategy; otherwise each worker's own shard, batched per replica. With
@@ -423,31 +352,13 @@ class Trainer:
         self.progress.message(f"step {self.step}: non-finite, update skipped "
                               f"({int(self.skipped.numpy())} so far)")
 
-    def refit_due(self) -> bool:
-        """Whether this step ends the warm-up of a fresh budgeted run that refits its plan."""
+    def follow_plan(self, change: Optional[str]) -> None:
+        """After the pacer changed the plan (`change`: its line, None when it did not), train
+        to the new length: the config, the end, mosaic's end (a share of the length), the plan
+        file and the progress bar."""
+        if change is None:
+            return
         plan = self.plan
-        return (plan is not None and plan.refitted_at is None and self.resumed_from is None
-                and self.chief and plan.warmup_steps >= MIN_REFIT_STEPS
-                and self.step == plan.warmup_steps < plan.eval_every
-                and self.pace_from is not None)
-
-    def refit(self) -> None:
-        """Refit the plan to the steps' own pace since step PACE_FROM (`budget.refit_plan`)."""
-        pace = (time.time() - self.pace_from) / (self.step - PACE_FROM)
-        before = self.plan
-        self.plan = plan = refit_plan(before, self.step, time.time(), pace)
-        self.schedule.set_length(plan.steps, plan.warmup_steps)
-        self.apply_length(plan)
-        self.pace_mark = (self.step, self.train_seconds)
-        self.progress.message(
-            f"step {self.step}: warm-up done at {pace:.3f} s a step (measured "
-            f"{before.measured['step_s']:.3f}): refitted to {plan.steps} steps (was "
-            f"{before.steps}), {plan.evaluations} evaluation(s) every {plan.eval_every} steps, "
-            f"same end")
-
-    def apply_length(self, plan: Plan) -> None:
-        """Train to `plan`'s new length: the config, the end, mosaic's end (a share of the
-        length), the plan file and the progress bar."""
         self.cfg = with_plan(self.cfg, plan)
         self.total_steps = self.end_step = plan.steps
         if self.cfg.train.stop_at_step:
@@ -457,49 +368,13 @@ class Trainer:
         plan.save(self.run_dir)
         _save_config(self.cfg, self.write_dir)
         self.progress.set_total(plan.steps)
-
-    def pace_check_due(self) -> bool:
-        """Whether a fresh budgeted run checks its pace after this step: an evaluation ran at
-        it, within the first `REPACE_UNTIL` of the steps, on a schedule that can change
-        length."""
-        return (self.plan is not None and self.resumed_from is None and self.chief
-                and self.last_eval_step == self.step
-                and self.step <= REPACE_UNTIL * self.total_steps
-                and self.schedule.repaceable)
-
-    def repace(self) -> None:
-        """Fit the steps to the printed end again when the pace since the last mark and the
-        evaluations to come would miss it by more than `REPACE_TOLERANCE` of the budget
-        (`budget.repace_plan`); the schedule's decay goes on from where it stands."""
-        plan, (marked_step, marked_seconds) = self.plan, self.pace_mark
-        pace = (self.train_seconds - marked_seconds) / (self.step - marked_step)
-        per_evaluation = (float(np.mean(self.evaluation_seconds))
-                          + plan.measured["save_s"])
-        projected = time.time() + ((plan.steps - self.step) * pace + per_evaluation
-                                   * evaluations_after(self.step, plan.steps, plan.eval_every))
-        self.pace_mark = (self.step, self.train_seconds)
-        if abs(projected - plan.expected_end) <= REPACE_TOLERANCE * plan.budget_s:
-            return
-        iterations = int(self.optimizer.iterations.numpy())
-        progress = float(self.schedule.progress(tf.constant(float(iterations),
-                                                            tf.float64)).numpy())
-        self.plan = new = repace_plan(plan, self.step, time.time(), pace, per_evaluation,
-                                      iterations, progress)
-        self.schedule.repace(new.steps, iterations)
-        self.apply_length(new)
-        self.progress.message(
-            f"step {self.step}: {pace:.3f} s a step since step {marked_step} would end "
-            f"{format_duration(abs(projected - plan.expected_end))} "
-            f"{'late' if projected > plan.expected_end else 'early'}: {new.steps} steps (was "
-            f"{plan.steps}), the decay going on from {progress:.1%}, same end")
+        self.progress.message(change)
 
     def after_step(self) -> None:
         """The periodic work due at this step, in order: refit a budget's plan, log,
-        evaluate, checkpoint, keep a budget's pace."""
-        if self.step == PACE_FROM:
-            self.pace_from = time.time()
-        if self.refit_due():
-            self.refit()
+        evaluate (and keep a budget's pace), checkpoint."""
+        if self.pacer is not None:
+            self.follow_plan(self.pacer.after_step(self.step, self.train_seconds))
         train, step = self.cfg.train, self.step
         if step % train.log_every == 0 or step == self.end_step or self.stopped_early:
             self.write_train_record()
@@ -508,11 +383,6 @@ class Trainer:
             self.run_evaluation()
         if step == self.end_step or step % train.checkpoint_every == 0 or self.stopped_early:
             self.store.save(step, self.model.variables)
-        if self.pace_check_due():
-            if self.pace_mark is None:  # no refit: the pace is timed from the first evaluation
-                self.pace_mark = (step, self.train_seconds)
-            else:
-                self.repace()
 
     def save_now(self) -> str:
         """Checkpoint the current step now (preemption); returns what was written."""
@@ -557,7 +427,7 @@ class Trainer:
         self.log.write("eval", self.step, {
             **metrics, "train_seconds": self.train_seconds,
             "images_seen": self.step * self.cfg.train.batch_size})
-        self.write_evaluation_pictures()
+        self.pictures.write(self.log, self.step, self.evaluate)
         self.last_eval_step = self.step
         self.progress.show(**{k: metrics[k] for k in SUMMARY_METRICS})
         self.progress.message(f"step {self.step}: " + "  ".join(
@@ -565,50 +435,18 @@ class Trainer:
         if metrics["AP"] > self.best_ap.numpy():
             self.best_ap.assign(metrics["AP"])
             self.store.save_best(self.step, metrics, self.model.variables)
-            self.write_best_evaluation(metrics)
+            write_best_evaluation(self.run_dir, self.step, self.cfg.dataset.val_split,
+                                  metrics, self.evaluate)
         self.check_patience()
         # images/s and train_seconds measure training only: the window's clock skips the
         # evaluation (resetting it instead counted the window's earlier steps in no time).
         self.window_start += time.perf_counter() - started
         self.step_started = time.perf_counter()
-        self.evaluation_seconds.append(self.step_started - started)
+        if self.pacer is not None:
+            self.follow_plan(self.pacer.after_evaluation(
+                self.step, self.step_started - started, self.train_seconds,
+                int(self.optimizer.iterations.numpy())))
         return metrics
-
-    def write_evaluation_pictures(self) -> None:
-        """TensorBoard's PR curve of each class and the detections (score >= 0.3) drawn on
-        the first `train.tensorboard_images` validation images, read once."""
-        evaluator = self.evaluate
-        source = self.source
-        counts = evaluator.threshold_counts()
-        if counts is not None:
-            self.log.write_pr_curves(self.step, counts,
-                                     dict(zip(source.category_ids, source.class_names)))
-        if self.sample_images is None:
-            records = source.read(self.cfg.dataset.val_split).take(
-                self.cfg.train.tensorboard_images)
-            self.sample_images = [
-                (int(r["image_id"]), tf.io.decode_image(r["image"], channels=3,
-                                                        expand_animations=False).numpy())
-                for r in records]
-        found: Dict[int, list] = {image_id: [] for image_id, _ in self.sample_images}
-        for detection in evaluator.detections:
-            found.get(int(detection["image_id"]), []).append(detection)
-        self.log.write_images(self.step, "detections", [
-            draw_coco_detections(image, found[image_id], source.category_ids,
-                                 source.class_names, TENSORBOARD_SCORE_THRESHOLD)
-            for image_id, image in self.sample_images])
-
-    def write_best_evaluation(self, metrics: Dict[str, float]) -> None:
-        """`BEST_EVALUATION` for the evaluation that just made the best checkpoint (compact
-        JSON through a temporary file and a rename)."""
-        evaluator = self.evaluate
-        payload = {"step": self.step, "split": self.cfg.dataset.val_split,
-                   "metrics": {k: float(v) for k, v in metrics.items()},
-                   "ground_truth": evaluator.ground_truth, "detections": evaluator.detections}
-        path = self.run_dir / BEST_EVALUATION
-        temporary = path.with_name(path.name + ".tmp")
-        temporary.write_text(json.dumps(payload))
-        os.replace(temporary, path)
 
     def check_patience(self) -> None:
         """Early stopping: after `train.patience` evaluations in a row without a better AP

@@ -112,7 +112,7 @@ def write_run_report(run_dir: Path) -> Optional[Path]:
     writes whenever an evaluation makes the best checkpoint) into `RUN/report/<split>/`;
     None when the run has not evaluated."""
     from centernet.engine.run_log import read_metrics  # pylint: disable=import-outside-toplevel
-    from centernet.engine.training import BEST_EVALUATION  # pylint: disable=import-outside-toplevel
+    from centernet.engine.evaluations import BEST_EVALUATION  # pylint: disable=import-outside-toplevel
     from centernet.evaluation.error_analysis import analyze_errors  # pylint: disable=import-outside-toplevel
 
     run_dir = Path(run_dir)
