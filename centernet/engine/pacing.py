@@ -56,8 +56,9 @@ class Pacer:
                 and plan.warmup_steps >= budget.MIN_REFIT_STEPS
                 and step == plan.warmup_steps < plan.eval_every):
             return None
-        pace = (time.time() - self.pace_from) / (step - budget.PACE_FROM)
-        self.plan = new = budget.refit_plan(plan, step, time.time(), pace)
+        now = time.time()
+        pace = (now - self.pace_from) / (step - budget.PACE_FROM)
+        self.plan = new = budget.refit_plan(plan, step, now, pace)
         self.schedule.set_length(new.steps, new.warmup_steps)
         self.pace_mark = (step, train_seconds)
         return (f"step {step}: warm-up done at {pace:.3f} s a step (measured "
@@ -84,14 +85,15 @@ class Pacer:
         marked_step, marked_seconds = self.pace_mark
         pace = (train_seconds - marked_seconds) / (step - marked_step)
         per_evaluation = float(np.mean(self.evaluation_seconds)) + plan.measured["save_s"]
-        projected = time.time() + ((plan.steps - step) * pace + per_evaluation
-                                   * evaluations_after(step, plan.steps, plan.eval_every))
+        now = time.time()
+        projected = now + ((plan.steps - step) * pace + per_evaluation
+                           * evaluations_after(step, plan.steps, plan.eval_every))
         self.pace_mark = (step, train_seconds)
         if abs(projected - plan.expected_end) <= budget.REPACE_TOLERANCE * plan.budget_s:
             return None
         progress = self.schedule.progress_at(iterations)
-        self.plan = new = budget.repace_plan(plan, step, time.time(), pace, per_evaluation,
-                                             iterations, progress)
+        self.plan = new = budget.repace_plan(plan, step, now, pace, per_evaluation, iterations,
+                                             progress)
         self.schedule.repace(new.steps, iterations)
         return (f"step {step}: {pace:.3f} s a step since step {marked_step} would end "
                 f"{format_duration(abs(projected - plan.expected_end))} "
