@@ -131,6 +131,51 @@ def test_a_missing_box_in_a_crowd_is_found_where_cleanlab_looks_away():
     assert issue["score"] == pytest.approx((1 - issue["suggestion"]["probability"]) / 0.05)
 
 
+def test_the_split_habits_weigh_a_box_on_nothing_and_an_object_is_one_finding():
+    """Image 0 (200 x 300 px; a box within 1% of a side from an edge is cut by it): cats
+    inside the image, one detected confidently, one less so (0.4: it covers its label without
+    being confident) and one not (the fifth label: a weak detection, 0.2, overlaps it by a
+    third); cats cut by the edge, one detected and one not (the third); an unlabelled cat.
+    Image 1: a detected dog and an unlabelled object detected as a dog (0.9) and as a cat
+    (0.8). The detector covers 2 of 3 inside labels and 1 of 2 cut ones: the undetected
+    inside cat is the likelier box on nothing. The two detections of the unlabelled object
+    are one missing-box finding, the likelier class's."""
+    index = _index(200, 300, [
+        [(0, 50, 50, 100, 100), (0, 150, 50, 200, 100), (0, 240, 150, 300, 200),
+         (0, 0, 120, 40, 170), (0, 150, 130, 190, 170)],
+        [(1, 20, 20, 80, 80)]])
+    detections = {100: [_detection(100, 0, 50, 50, 100, 100, 0.9),
+                        _detection(100, 0, 150, 50, 200, 100, 0.4),
+                        _detection(100, 0, 0, 120, 40, 170, 0.9),
+                        _detection(100, 0, 170, 130, 210, 170, 0.2),
+                        _detection(100, 0, 220, 10, 260, 40, 0.9)],
+                  101: [_detection(101, 1, 20, 20, 80, 80, 0.9),
+                        _detection(101, 0, 150, 100, 200, 150, 0.8),
+                        _detection(101, 1, 151, 100, 200, 151, 0.9)]}
+    found = score_labels(index, detections, NAMES, confident_score=0.5)
+    habits = {(h["class"], h["cut_by_edge"]): h for h in found["habits"]}
+    # (k + 1) / (n + 2): confident detections (0.9 -> 0.99, 0.8 -> 0.98; not 0.4 -> 0.76)
+    # fitting a label; labels a detection above 0.5 covers
+    assert habits["cat", False] == {"class": "cat", "cut_by_edge": False,
+                                    "labelled": (1 + 1) / (3 + 2), "detections": 3,
+                                    "covered": (2 + 1) / (3 + 2), "labels": 3}
+    assert habits["cat", True]["labelled"] == (1 + 1) / (1 + 2)
+    assert habits["cat", True]["covered"] == (1 + 1) / (2 + 2)
+    assert habits["dog", False]["labelled"] == (1 + 1) / (2 + 2)
+    assert habits["dog", False]["covered"] == (1 + 1) / (1 + 2)
+    assert habits["dog", True] == {"class": "dog", "cut_by_edge": True, "labelled": 0.5,
+                                   "detections": 0, "covered": 0.5, "labels": 0}
+    nothing = [issue for issue in found["issues"] if issue["kind"] == ON_NOTHING]
+    assert [issue["object_index"] for issue in nothing] == [5, 3]  # inside first
+    support = to_probability(0.2, 0.5) * 800 / 2400  # probability times IoU
+    assert nothing[0]["score"] == pytest.approx(1 - 3 / 5 * (1 - support))
+    assert nothing[1]["score"] == pytest.approx(1 - 2 / 4)  # no detection touches it
+    missing = [issue for issue in found["issues"] if issue["kind"] == MISSING]
+    assert [(issue["image_id"], issue["suggestion"]["class"]) for issue in missing] == [
+        (100, "cat"), (101, "dog")]
+    assert missing[1]["suggestion"]["box"] == [151.0, 100.0, 200.0, 151.0]
+
+
 def _tiny_bccd(root: Path, train: int, val: int) -> Path:
     """A copy of BCCD's first `train` training and `val` validation images."""
     (root / "ImageSets" / "Main").mkdir(parents=True)
@@ -168,6 +213,9 @@ def test_the_audit_end_to_end_on_a_tiny_bccd_copy(tmp_path):
     train_files = {str(data / "Annotations" / f"{i}.xml") for i in
                    (data / "ImageSets" / "Main" / "train.txt").read_text().split()}
     assert payload["objects_scored"] == sum(len(xml[Path(p)]) for p in train_files)
+    assert sum(habit["labels"] for habit in payload["habits"]) == payload["objects_scored"]
+    assert "confident detections the labels have, inside the image / cut by its edge: " \
+        "Platelets " in result.stdout
     assert {image["annotation"] for image in payload["images"]} == train_files
     quality = [image["label_quality"] for image in payload["images"]]
     assert quality == sorted(quality) and all(0 <= q <= 1 for q in quality)

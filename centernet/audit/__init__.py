@@ -31,8 +31,10 @@ def audit_run(run: RunConfig, run_dir: Path, settings: AuditSettings) -> Path:
     annotation, null for a missing box), `class` and `box` (`x1, y1, x2, y2` pixels) as given,
     `suggestion` (`action`: add / relabel / move / remove, with the model's `class`, `box` and
     `probability`) and, for the top `settings.top`, `picture`), `images` (cleanlab's
-    `label_quality` and `flagged` per image, worst first) and `objects` (every label's cleanlab
-    `swap` and `badloc` scores).
+    `label_quality` and `flagged` per image, worst first), `objects` (every label's cleanlab
+    `swap` and `badloc` scores) and `habits` (per class, inside the image or cut by its edge:
+    the share of confident detections the annotators labelled, and of labels a detection
+    covers; `audit.issues.annotation_habits`).
 
     Raises:
         ConfigError: the run's dataset is not a folder (`voc_xml`, `coco_json`).
@@ -84,12 +86,18 @@ def held_out_threshold(ground_truth: dict, detections: List[dict]) -> float:
 
 
 def summary_lines(payload: dict, shown: int = 5) -> List[str]:
-    """What the audit prints: the counts per kind and the first `shown` findings."""
+    """What the audit prints: the counts per kind, the share of confident detections the
+    labels have per class (`habits`) and the first `shown` findings."""
     counts = ", ".join(f"{n} {kind}" for kind, n in payload["summary"].items())
     lines = [f"audit: {payload['images_scored']} images, {payload['objects_scored']} objects of "
              f"split {payload['split']!r} scored in {payload['seconds']:.0f} s "
              f"({payload['folds']} folds, detector score {payload['confident_score']:.2f} "
              f"counted confident): {counts}"]
+    habits = {(h["class"], h["cut_by_edge"]): h["labelled"] for h in payload["habits"]}
+    names = dict.fromkeys(h["class"] for h in payload["habits"])
+    lines.append("  confident detections the labels have, inside the image / cut by its edge: "
+                 + ", ".join(f"{name} {habits[name, False]:.0%} / {habits[name, True]:.0%}"
+                             for name in names))
     for issue in payload["issues"][:shown]:
         what = (f"object #{issue['object_index']} ({issue['class']})"
                 if issue["object_index"] is not None else "no label")
