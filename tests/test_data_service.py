@@ -10,7 +10,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import List
 
@@ -62,7 +61,7 @@ def service():
         return f"grpc://localhost:{dispatcher}"
 
     yield start
-    for process in processes:
+    for process in reversed(processes):  # the workers, then the dispatcher they report to
         process.terminate()
     for process in processes:
         assert process.wait(timeout=30) == 0, process.stdout.read()
