@@ -10,6 +10,7 @@ against the XML it rewrites, and its scoring against precision and recall counte
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import xml.etree.ElementTree as ET
@@ -308,3 +309,38 @@ def test_scoring_counts_precision_and_recall_by_hand():
     assert result[MISSING] == {"injected": 1, "top": 1, "precision": 1.0, "recall": 1.0}
     assert result["overall"] == {"injected": 3, "top": 3, "precision": 2 / 3,
                                  "recall": 2 / 3}
+
+
+def test_the_shapes_folder_reads_back_as_the_scenes_themselves(tmp_path):
+    """`centernet label-noise shapes`: read through the Pascal VOC source (1-based corners),
+    every image holds its scene's own boxes (the TFDS example's normalised `ymin, xmin, ymax,
+    xmax` times 128) and classes, and its pixels within JPEG's rounding; a second call into
+    the same folder is refused, the folder kept."""
+    from centernet.config import DatasetConfig
+    from centernet.data.shapes import SPLITS, shapes_config
+    from centernet.data.shapes_scene import CLASS_NAMES, generate_example
+    from centernet.data.sources import build_source
+    from folders import examples
+
+    root = label_noise.shapes_folder(tmp_path / "shapes", {"train": 6, "val": 2}, seed=3)
+    source = build_source(DatasetConfig(source="voc_xml", root=str(root), train_split="train",
+                                        val_split="val"))
+    scenes = shapes_config(image_size=128, max_shapes=10, max_size=0.4, seed=3)
+    for split, split_index in (("train", SPLITS["train"]), ("val", SPLITS["validation"])):
+        read = examples(source, split)
+        assert len(read) == {"train": 6, "val": 2}[split]
+        for i, example in enumerate(read):
+            truth = generate_example(scenes, split_index, i)
+            boxes = truth["objects"]["bbox"][:, [1, 0, 3, 2]] * 128
+            np.testing.assert_allclose(example["boxes"], boxes, atol=1e-4)
+            assert [source.class_names[c] for c in example["labels"]] == [
+                CLASS_NAMES[c] for c in truth["objects"]["label"]]
+            pixels = np.asarray(Image.open(io.BytesIO(truth["image"])))
+            # JPEG at quality 95 on the scenes' textured backgrounds: about 5 levels off on
+            # average; with red and blue swapped, about 20
+            error = np.abs(example["image"].astype(int) - pixels)
+            assert error.mean() < 8 and error.mean() < np.abs(
+                example["image"][..., ::-1].astype(int) - pixels).mean() / 2
+    with pytest.raises(FileExistsError, match="exists"):
+        label_noise.shapes_folder(root, {"train": 1})
+    assert len(list((root / "JPEGImages").glob("*.jpg"))) == 8

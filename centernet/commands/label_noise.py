@@ -1,8 +1,13 @@
 """Measure the label audit on known errors (`centernet/study/label_noise.py`):
-`centernet label-noise inject|score ...` (or `python scripts/label_noise.py ...`).
+`centernet label-noise shapes|inject|score ...` (or `python scripts/label_noise.py ...`).
 
+    centernet label-noise shapes OUT [--train 800] [--val 200] [--test 300] [--seed 0]
     centernet label-noise inject ROOT OUT [--split train] [--fraction 0.05]
     centernet label-noise score RUN_DIR/audit/label_issues.json OUT/injected.json
+
+`shapes` writes the built-in shapes scenes as a Pascal VOC folder whose labels are complete
+and exact by construction: injected into and audited, it measures the audit apart from a real
+dataset's own omissions.
 
 `inject` copies the Pascal VOC folder ROOT to OUT with errors injected into its training
 split (a fixed seed) and lists them in OUT/injected.json; train and audit a run on OUT (or
@@ -23,6 +28,11 @@ def main() -> None:
     configure_quiet_start(sys.argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
+    shapes = commands.add_parser("shapes", help="write the shapes scenes as a VOC folder")
+    shapes.add_argument("out", type=Path)
+    for split, count in (("train", 800), ("val", 200), ("test", 300)):
+        shapes.add_argument(f"--{split}", type=int, default=count, help=f"{split} images")
+    shapes.add_argument("--seed", type=int, default=0, help="the shapes dataset's seed")
     inject = commands.add_parser("inject", help="write a copy with known label errors")
     inject.add_argument("root", type=Path)
     inject.add_argument("out", type=Path)
@@ -39,6 +49,11 @@ def main() -> None:
 
     from centernet.study import label_noise
 
+    if args.command == "shapes":
+        images = {"train": args.train, "val": args.val, "test": args.test}
+        label_noise.shapes_folder(args.out, images, args.seed)
+        print(f"wrote {args.out}: {images} images, labels complete")
+        return
     if args.command == "inject":
         records = label_noise.inject(args.root, args.out, args.split, args.fraction,
                                      args.on_background, args.seed)

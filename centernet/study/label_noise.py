@@ -27,10 +27,52 @@ import numpy as np
 from centernet.audit.issues import (BADLY_PLACED, KINDS, MISSING, ON_NOTHING, WRONG_CLASS,
                                     iou_matrix)
 from centernet.data import voc
+from centernet.data.shapes import SPLITS, shapes_config
+from centernet.data.shapes_scene import CLASS_NAMES, generate_example
 
 TRUTH_FILE = "injected.json"
 MATCH_IOU = 0.5  # a missing-box finding finds a removed box when their IoU is at least this
 CANDIDATES = 50  # random places tried for each label put on background
+
+
+def shapes_folder(out: Path, images: Dict[str, int], seed: int = 0) -> Path:
+    """Write the built-in `shapes` scenes of the `dataset=shapes` preset (128 px, 1-10
+    objects of 0.08-0.4 of the side, dataset seed `seed`) as a Pascal VOC folder in `out`:
+    `images` per split (`train`, `val`, `test`), each example `i` as `<split>_<i:05d>.jpg`
+    (JPEG quality 95, as a camera folder holds them) and `.xml`, and
+    `ImageSets/Main/<split>.txt`. Its labels are complete and exact by construction (the
+    scenes' own boxes, integer pixels), so an audit of an injected copy measures the audit,
+    not the annotators' omissions."""
+    out = Path(out)
+    if out.exists():
+        raise FileExistsError(f"{out} exists; give a new folder")
+    lists = out / "ImageSets" / "Main"
+    for folder in (out / "JPEGImages", out / "Annotations", lists):
+        folder.mkdir(parents=True)
+    tfds_split = {"train": "train", "val": "validation", "test": "test"}
+    config = shapes_config(image_size=128, max_shapes=10, max_size=0.4, seed=seed)
+    for split, count in images.items():
+        names = [f"{split}_{i:05d}" for i in range(count)]
+        for i, name in enumerate(names):
+            example = generate_example(config, SPLITS[tfds_split[split]], i)
+            bgr = cv2.imdecode(np.frombuffer(example["image"], np.uint8), cv2.IMREAD_COLOR)
+            cv2.imwrite(str(out / "JPEGImages" / f"{name}.jpg"), bgr,
+                        [cv2.IMWRITE_JPEG_QUALITY, 95])
+            root = ET.fromstring(f"<annotation><filename>{name}.jpg</filename><size><width>"
+                                 f"{config.image_size}</width><height>{config.image_size}"
+                                 "</height><depth>3</depth></size></annotation>")
+            boxes = example["objects"]["bbox"] * config.image_size  # ymin xmin ymax xmax
+            for (y1, x1, y2, x2), label in zip(boxes, example["objects"]["label"]):
+                obj = ET.SubElement(root, "object")
+                ET.SubElement(obj, "name").text = CLASS_NAMES[label]
+                ET.SubElement(obj, "difficult").text = "0"
+                box = ET.SubElement(obj, "bndbox")  # continuous [x1, x2) -> 1-based x1 + 1..x2
+                for tag, value in zip(("xmin", "ymin", "xmax", "ymax"),
+                                      (x1 + 1, y1 + 1, x2, y2)):
+                    ET.SubElement(box, tag).text = f"{round(float(value), 6):g}"
+            ET.ElementTree(root).write(out / "Annotations" / f"{name}.xml")
+        (lists / f"{split}.txt").write_text("".join(f"{name}\n" for name in names))
+    return out
 
 
 def _box(element: ET.Element) -> List[float]:
