@@ -5,7 +5,8 @@ Hand-made images whose every label's error is known check that each kind is foun
 apart with the right suggestion; a tiny copy of BCCD is audited end to end with two folds (a
 real process: `scripts/audit_labels.py`, on a run directory as training leaves it) and the
 file's contents are checked against the XML files themselves; the injection of known errors is checked
-against the XML it rewrites, and its scoring against precision and recall counted by hand.
+against the XML it rewrites, and its scoring against precision and recall counted by hand;
+the shapes folder with complete labels is read back through the VOC source against its scenes.
 """
 
 from __future__ import annotations
@@ -316,7 +317,7 @@ def test_the_shapes_folder_reads_back_as_the_scenes_themselves(tmp_path):
     every image holds its scene's own boxes (the TFDS example's normalised `ymin, xmin, ymax,
     xmax` times 128) and classes, and its pixels within JPEG's rounding; a second call into
     the same folder is refused, the folder kept."""
-    from centernet.config import DatasetConfig
+    from centernet.config import DatasetConfig, validate
     from centernet.data.shapes import SPLITS, shapes_config
     from centernet.data.shapes_scene import CLASS_NAMES, generate_example
     from centernet.data.sources import build_source
@@ -325,7 +326,10 @@ def test_the_shapes_folder_reads_back_as_the_scenes_themselves(tmp_path):
     root = label_noise.shapes_folder(tmp_path / "shapes", {"train": 6, "val": 2}, seed=3)
     source = build_source(DatasetConfig(source="voc_xml", root=str(root), train_split="train",
                                         val_split="val"))
-    scenes = shapes_config(image_size=128, max_shapes=10, max_size=0.4, seed=3)
+    preset = validate(compose_config(["dataset=shapes"])).dataset  # the folder's settings
+    assert label_noise.SHAPES_PRESET == {key: getattr(preset, key)
+                                         for key in label_noise.SHAPES_PRESET}
+    scenes = shapes_config(**label_noise.SHAPES_PRESET, seed=3)
     for split, split_index in (("train", SPLITS["train"]), ("val", SPLITS["validation"])):
         read = examples(source, split)
         assert len(read) == {"train": 6, "val": 2}[split]

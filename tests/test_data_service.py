@@ -7,6 +7,7 @@ none twice (each worker makes every other batch); a run trains through the servi
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -61,10 +62,13 @@ def service():
         return f"grpc://localhost:{dispatcher}"
 
     yield start
-    for process in reversed(processes):  # the workers, then the dispatcher they report to
-        process.terminate()
-    for process in processes:
-        assert process.wait(timeout=30) == 0, process.stdout.read()
+    # the workers (SIGTERM) end before the dispatcher they report to (Ctrl-C): status 0 both
+    dispatcher, workers = processes[:1], processes[1:]
+    for group, stop in ((workers, signal.SIGTERM), (dispatcher, signal.SIGINT)):
+        for process in group:
+            process.send_signal(stop)
+        for process in group:
+            assert process.wait(timeout=30) == 0, process.stdout.read()
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ This pins the whole coordinate chain (source boxes -> letterbox -> stride -> tar
 decode -> stride -> inverse letterbox -> COCO) on real data: a half-pixel slip anywhere costs
 AP at the strict IoU thresholds."""
 
-
 import numpy as np
 import pytest
 import tensorflow as tf

@@ -71,7 +71,8 @@ def serve(args) -> None:
 
 
 def _stop_at_once(signum, frame) -> None:  # pylint: disable=unused-argument
-    """End the process now, status 0. A server keeps no state to save, and the interpreter's
+    """End the process now, status 0. These servers keep no state to save (no `work_dir`, so
+    the dispatcher writes no journal; every line printed is flushed), and the interpreter's
     orderly exit tears down tf.data's threads first: with a task in flight on a loaded
     2-core machine a worker outlasted a 30-second wait for its end (the test suite, 2026-12-07)."""
     sys.stdout.flush()

@@ -52,7 +52,8 @@ def main() -> None:
     if args.command == "shapes":
         images = {"train": args.train, "val": args.val, "test": args.test}
         label_noise.shapes_folder(args.out, images, args.seed)
-        print(f"wrote {args.out}: {images} images, labels complete")
+        print(f"wrote {args.out}: " + ", ".join(f"{count} {split}" for split, count
+                                                 in images.items()) + " images, labels complete")
         return
     if args.command == "inject":
         records = label_noise.inject(args.root, args.out, args.split, args.fraction,

@@ -1,5 +1,7 @@
 """How well the label audit finds known errors: inject them into a copy of a Pascal VOC
 folder's training split, audit, and score the audit's findings against what was injected.
+`shapes_folder` writes a folder to inject into whose labels are complete and exact (the
+built-in shapes scenes), so that a real dataset's own omissions can be told from the audit's.
 
 `inject` writes the copy (annotations rewritten, images linked, other splits untouched) and
 `injected.json`: with a fixed seed, `fraction` of the split's objects (difficult ones aside)
@@ -27,22 +29,27 @@ import numpy as np
 from centernet.audit.issues import (BADLY_PLACED, KINDS, MISSING, ON_NOTHING, WRONG_CLASS,
                                     iou_matrix)
 from centernet.data import voc
-from centernet.data.shapes import SPLITS, shapes_config
 from centernet.data.shapes_scene import CLASS_NAMES, generate_example
 
 TRUTH_FILE = "injected.json"
 MATCH_IOU = 0.5  # a missing-box finding finds a removed box when their IoU is at least this
 CANDIDATES = 50  # random places tried for each label put on background
+# the scenes of the `dataset=shapes` preset (configs/dataset/shapes.yaml), written by
+# `shapes_folder`
+SHAPES_PRESET = {"image_size": 128, "max_shapes": 10, "max_size": 0.4}
 
 
 def shapes_folder(out: Path, images: Dict[str, int], seed: int = 0) -> Path:
-    """Write the built-in `shapes` scenes of the `dataset=shapes` preset (128 px, 1-10
-    objects of 0.08-0.4 of the side, dataset seed `seed`) as a Pascal VOC folder in `out`:
-    `images` per split (`train`, `val`, `test`), each example `i` as `<split>_<i:05d>.jpg`
-    (JPEG quality 95, as a camera folder holds them) and `.xml`, and
+    """Write the built-in `shapes` scenes of the `dataset=shapes` preset (`SHAPES_PRESET`:
+    128 px, 1-10 objects of 0.08-0.4 of the side; dataset seed `seed`) as a Pascal VOC folder
+    in `out`: `images` per split (`train`, `val`, `test`), each example `i` as
+    `<split>_<i:05d>.jpg` (JPEG quality 95, like a folder of photographs) and `.xml`, and
     `ImageSets/Main/<split>.txt`. Its labels are complete and exact by construction (the
-    scenes' own boxes, integer pixels), so an audit of an injected copy measures the audit,
-    not the annotators' omissions."""
+    scenes' own boxes, whole pixels), so an audit of an injected copy measures the audit,
+    not the annotators' omissions. A folder left half-written by a failure is refused as
+    existing: delete it and call again."""
+    from centernet.data.shapes import SPLITS, shapes_config  # TFDS: only for this folder
+
     out = Path(out)
     if out.exists():
         raise FileExistsError(f"{out} exists; give a new folder")
@@ -50,7 +57,7 @@ def shapes_folder(out: Path, images: Dict[str, int], seed: int = 0) -> Path:
     for folder in (out / "JPEGImages", out / "Annotations", lists):
         folder.mkdir(parents=True)
     tfds_split = {"train": "train", "val": "validation", "test": "test"}
-    config = shapes_config(image_size=128, max_shapes=10, max_size=0.4, seed=seed)
+    config = shapes_config(**SHAPES_PRESET, seed=seed)
     for split, count in images.items():
         names = [f"{split}_{i:05d}" for i in range(count)]
         for i, name in enumerate(names):
@@ -69,7 +76,7 @@ def shapes_folder(out: Path, images: Dict[str, int], seed: int = 0) -> Path:
                 box = ET.SubElement(obj, "bndbox")  # continuous [x1, x2) -> 1-based x1 + 1..x2
                 for tag, value in zip(("xmin", "ymin", "xmax", "ymax"),
                                       (x1 + 1, y1 + 1, x2, y2)):
-                    ET.SubElement(box, tag).text = f"{round(float(value), 6):g}"
+                    ET.SubElement(box, tag).text = np.format_float_positional(value, trim="-")
             ET.ElementTree(root).write(out / "Annotations" / f"{name}.xml")
         (lists / f"{split}.txt").write_text("".join(f"{name}\n" for name in names))
     return out
