@@ -22,7 +22,7 @@ COMMANDS = {
     "predict": ("predict", "draw detections: run_dir=DIR input=IMAGE|FOLDER|VIDEO"),
     "export": ("export", "write a run's detector as SavedModel, LiteRT or ONNX: run_dir=DIR"),
     "audit-labels": ("audit_labels", "find likely label errors with cleanlab: run_dir=DIR"),
-    "label-noise": ("label_noise", "measure the audit: a clean shapes folder, inject known errors, score"),
+    "label-noise": ("label_noise", "measure the audit: clean shapes, injected errors, scores"),
     "show-data": ("show_data", "a picture of training-pipeline images and their targets"),
     "benchmark": ("benchmark", "performance figures: benchmark WHAT (see benchmark --help)"),
     "compare-losses": ("compare_losses", "train every focal-loss form side by side"),
