@@ -4,9 +4,10 @@
 Hand-made images whose every label's error is known check that each kind is found and told
 apart with the right suggestion; a tiny copy of BCCD is audited end to end with two folds (a
 real process: `scripts/audit_labels.py`, on a run directory as training leaves it) and the
-file's contents are checked against the XML files themselves; the injection of known errors is checked
-against the XML it rewrites, and its scoring against precision and recall counted by hand;
-the shapes folder with complete labels is read back through the VOC source against its scenes.
+file's contents are checked against the XML files themselves; the injection of known errors
+is checked against the XML it rewrites, and its scoring against precision and recall counted
+by hand; the shapes folder with complete labels is read back through the VOC source against
+its scenes. One object detected in two classes is checked against cleanlab's own swap score.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from centernet.audit.issues import (BADLY_PLACED, CONFIDENT, MISSING, ON_NOTHING, WRONG_CLASS,
-                                    iou_matrix, score_labels, to_probability)
+                                    cleanlab_inputs, iou_matrix, one_class_per_place,
+                                    score_labels, to_probability)
 from centernet.data.annotations import SplitIndex
 from centernet.study import label_noise
 from conftest import SHARED_DATASETS, compose_config, run_script
@@ -118,6 +120,46 @@ def test_each_kind_of_error_is_found_and_told_apart():
         (1, "cat"), (2, "cat"), (3, "dog"), (4, "dog"), (1, "cat"), (2, "dog"), (1, "cat")]
 
 
+def test_one_place_keeps_its_likeliest_class():
+    """From the most probable down (D, A, B, C, F, E): A stays beside D (IoU 1/3); B (another
+    class on A's box, IoU 100/110), F (a third class there) and E (another class on D's box)
+    give way; C stays: of its class A, and B, whose box it shares, gave way before it."""
+    boxes = np.array([[0, 0, 10, 10], [0, 0, 10, 11], [0, 0, 10, 11], [5, 0, 15, 10],
+                      [5, 0, 15, 10], [0, 0, 10, 11]], np.float64)
+    classes = np.array([0, 1, 0, 1, 0, 2])
+    probabilities = np.array([0.9, 0.8, 0.7, 0.95, 0.5, 0.6])
+    assert one_class_per_place(boxes, classes, probabilities).tolist() == [
+        True, False, True, True, False, False]
+    assert one_class_per_place(boxes[:0], classes[:0], probabilities[:0]).tolist() == []
+
+
+def test_an_object_detected_in_two_classes_votes_for_the_likelier():
+    """Image 0: a cat labelled a cat, detected as a cat (0.7) and on nearly the same box as a
+    dog (0.6, still confident). cleanlab's swap score looks only at the other classes'
+    detections, so on the detections as they are it calls the label a likely wrong class; the
+    dog detection gives way and nothing is reported. Labelled a dog, the same object is a wrong
+    class with "cat" suggested. Image 1: a cat found where it is labelled, and a detection far
+    from it below cleanlab's evidence (cleanlab scales its similarities by the least of them)."""
+    from cleanlab.object_detection.rank import compute_swap_box_scores
+
+    found = {100: [_detection(100, 0, 10, 10, 60, 60, 0.7),
+                   _detection(100, 1, 10, 10, 60, 61, 0.6)],
+             101: [_detection(101, 0, 0, 0, 20, 20, 0.9),
+                   _detection(101, 1, 70, 70, 90, 90, 0.2)]}
+    as_cat = _index(100, 100, [[(0, 10, 10, 60, 60)], [(0, 0, 0, 20, 20)]])
+    labels, predictions, _ = cleanlab_inputs(as_cat, found, 2, confident_score=0.5)
+    assert [len(p) for p in predictions[0]] == [1, 0]  # the dog gave way
+    both = [np.array([[10, 10, 60, 60, to_probability(0.7, 0.5)]]),
+            np.array([[10, 10, 60, 61, to_probability(0.6, 0.5)]])]
+    swap = compute_swap_box_scores(labels=labels, predictions=[both, predictions[1]])
+    assert swap[0][0] <= 0.5 and swap[1][0] == 1.0
+    assert score_labels(as_cat, found, NAMES, confident_score=0.5)["issues"] == []
+    as_dog = _index(100, 100, [[(1, 10, 10, 60, 60)], [(0, 0, 0, 20, 20)]])
+    (issue,) = score_labels(as_dog, found, NAMES, confident_score=0.5)["issues"]
+    assert issue["kind"] == WRONG_CLASS and issue["image_id"] == 100
+    assert issue["suggestion"]["class"] == "cat"
+
+
 def test_a_missing_box_in_a_crowd_is_found_where_cleanlab_looks_away():
     """Three touching cells, the middle one unlabelled: its confident detection overlaps both
     labelled neighbours a little (IoU 1/7 each), so cleanlab gives it no overlooked score; the
@@ -141,7 +183,8 @@ def test_the_split_habits_weigh_a_box_on_nothing_and_an_object_is_one_finding():
     Image 1: a detected dog and an unlabelled object detected as a dog (0.9) and as a cat
     (0.8). The detector covers 2 of 3 inside labels and 1 of 2 cut ones: the undetected
     inside cat is the likelier box on nothing. The two detections of the unlabelled object
-    are one missing-box finding, the likelier class's."""
+    are one object: the cat detection gives way to the likelier dog on the same place, so
+    the habits count no confident cat there and the missing-box finding is a dog."""
     index = _index(200, 300, [
         [(0, 50, 50, 100, 100), (0, 150, 50, 200, 100), (0, 240, 150, 300, 200),
          (0, 0, 120, 40, 170), (0, 150, 130, 190, 170)],
@@ -156,10 +199,10 @@ def test_the_split_habits_weigh_a_box_on_nothing_and_an_object_is_one_finding():
                         _detection(101, 1, 151, 100, 200, 151, 0.9)]}
     found = score_labels(index, detections, NAMES, confident_score=0.5)
     habits = {(h["class"], h["cut_by_edge"]): h for h in found["habits"]}
-    # (k + 1) / (n + 2): confident detections (0.9 -> 0.99, 0.8 -> 0.98; not 0.4 -> 0.76)
-    # fitting a label; labels a detection above 0.5 covers
+    # (k + 1) / (n + 2): confident detections (0.9 -> 0.99; not 0.4 -> 0.76; image 1's cat
+    # gave way) fitting a label; labels a detection above 0.5 covers
     assert habits["cat", False] == {"class": "cat", "cut_by_edge": False,
-                                    "labelled": (1 + 1) / (3 + 2), "detections": 3,
+                                    "labelled": (1 + 1) / (2 + 2), "detections": 2,
                                     "covered": (2 + 1) / (3 + 2), "labels": 3}
     assert habits["cat", True]["labelled"] == (1 + 1) / (1 + 2)
     assert habits["cat", True]["covered"] == (1 + 1) / (2 + 2)
