@@ -1,6 +1,7 @@
 """Preemption and exact resume: SIGTERM mid-run writes a checkpoint at the step reached and
 exits with status 143, and the same command resumes from it; with `train.deterministic=true` a
-run stopped at step 6 and resumed to 12 ends with exactly the variables of one run to 12."""
+run stopped at step 6 and resumed to 12 ends with exactly the variables of one run to 12, every
+step logged once at its place on the 12-step schedule."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from centernet.config import validate
 from centernet.engine.checkpointing import list_checkpoints
 from centernet.engine.preemption import PREEMPTED_EXIT_CODE
 from centernet.engine.run_log import read_metrics
 from centernet.training import train
 from conftest import ROOT, compose_config
+from test_schedule import reference
 
 OBJECT_GRAPH = "_CHECKPOINTABLE_OBJECT_GRAPH"
 
@@ -70,11 +73,12 @@ def test_deterministic_run_resumed_at_step_6_ends_bit_for_bit_as_one_run(tfds_di
     2-step warm-up, and the resumed part crosses the epoch boundary at step 8 (a reshuffle), so
     the data position, the shuffle's state and the schedule must all come back exactly (40
     steps stopped at 20 only repeated these events). Checkpoints every 6 steps, so that both
-    runs save equally often: `save_counter` is compared too."""
+    runs save equally often: `save_counter` is compared too. The resumed run starts at step 7
+    and every logged rate is the 12-step schedule's (computed here from its formula)."""
     overrides = ["experiment=smoke", f"dataset.data_dir={tfds_dir}", "train.deterministic=true",
                  "train.jit_compile=true",  # the smoke experiment turns XLA off
                  "train.max_steps=12", "train.checkpoint_every=6", "train.eval_every=0",
-                 "train.progress_bar=false"]
+                 "train.log_every=1", "train.progress_bar=false"]
     whole, split = tmp_path / "whole", tmp_path / "split"
     train(compose_config(overrides), whole)
     train(compose_config([*overrides, "train.stop_at_step=6"]), split)
@@ -89,3 +93,10 @@ def test_deterministic_run_resumed_at_step_6_ends_bit_for_bit_as_one_run(tfds_di
     middle = _variables(split / "checkpoints" / "ckpt-6")
     assert any(not np.array_equal(middle[name], actual[name]) for name in actual
                if name.startswith("model/"))
+    records = [r for r in read_metrics(split) if r["kind"] == "train"]
+    assert [r["step"] for r in records] == list(range(1, 13))  # no gap, no duplicate
+    run = validate(compose_config(overrides))
+    for record in records:
+        expected = reference(record["step"] - 1, run.train.peak_lr, 12, run.schedule.name,
+                             run.schedule.warmup_steps, floor=run.schedule.min_lr_ratio)
+        assert record["lr"] == pytest.approx(expected, rel=1e-5, abs=run.train.peak_lr * 1e-6)

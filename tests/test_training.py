@@ -24,7 +24,6 @@ from centernet.engine.run_log import read_metrics
 from centernet.engine.step import make_train_step
 from centernet.training import train
 from conftest import ROOT, compose_config, run_script
-from test_schedule import reference
 
 
 def _step_setup(overrides, tfds_dir):
@@ -108,27 +107,6 @@ def test_stop_keeps_earlier_checkpoints_and_skip_continues(tfds_dir, tmp_path):
     assert skipped.returncode == 0, skipped.stderr
     records = [r for r in read_metrics(tmp_path) if r["kind"] == "train"]
     assert records[-1]["step"] == 14 and records[-1]["skipped"] > 0
-
-
-def test_resume_continues_step_count_and_schedule(tfds_dir, tmp_path):
-    """Run to step 6 of 12, run again: the second run starts at step 7, and every logged lr
-    is the 12-step schedule's value (computed here) for that step."""
-    args = ["experiment=smoke", f"dataset.data_dir={tfds_dir}", f"hydra.run.dir={tmp_path}",
-            "train.max_steps=12", "train.log_every=1", "train.eval_every=0"]
-    first = run_script("train.py", *args, "train.stop_at_step=6")
-    assert first.returncode == 0, first.stderr
-    assert max(r["step"] for r in read_metrics(tmp_path)) == 6
-    second = run_script("train.py", *args)
-    assert second.returncode == 0, second.stderr
-    assert "at step 6" in second.stderr
-    records = [r for r in read_metrics(tmp_path) if r["kind"] == "train"]
-    assert [r["step"] for r in records] == list(range(1, 13))
-    run = validate(compose_config(args[:2] + args[3:]))
-    for record in records:
-        expected = reference(record["step"] - 1, run.train.peak_lr, 12, run.schedule.name,
-                             run.schedule.warmup_steps, floor=run.schedule.min_lr_ratio)
-        assert record["lr"] == pytest.approx(expected, rel=1e-5, abs=run.train.peak_lr * 1e-6)
-    assert [r["step"] for r in read_metrics(tmp_path) if r["kind"] == "eval"] == [12]
 
 
 @pytest.mark.slow
