@@ -313,6 +313,10 @@ def test_injected_errors_are_what_the_copy_says(tmp_path):
             .getroot().findall("object")
         boxes = [[float(o.find("bndbox").findtext(t)) for t in ("xmin", "ymin", "xmax",
                                                                 "ymax")] for o in copy]
+        size = ET.parse(record["annotation"]).getroot().find("size")
+        width, height = int(size.findtext("width")), int(size.findtext("height"))
+        for x1, y1, x2, y2 in boxes:  # VOC's 1-based inclusive corners, inside the image
+            assert 1 <= x1 < x2 <= width and 1 <= y1 < y2 <= height, (record, boxes)
         changes = [r["kind"] for r in records if r["annotation"] == record["annotation"]]
         assert len(copy) == len(original) - changes.count(MISSING) + changes.count(ON_NOTHING)
         if record["kind"] == MISSING:

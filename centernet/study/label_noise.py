@@ -146,8 +146,9 @@ def inject(root: Path, out: Path, split: str = "train", fraction: float = 0.05,
                 x1, y1, x2, y2 = original["box"]
                 dx = (x2 - x1) / 2 * rng.choice([-1, 1])
                 dy = (y2 - y1) / 2 * rng.choice([-1, 1])
-                shift_x = float(np.clip(dx, -x1, width - x2))
-                shift_y = float(np.clip(dy, -y1, height - y2))
+                # VOC corners are 1-based and inclusive: a box stays within 1..width
+                shift_x = float(np.clip(dx, 1 - x1, width - x2))
+                shift_y = float(np.clip(dy, 1 - y1, height - y2))
                 _set_box(obj, [x1 + shift_x, y1 + shift_y, x2 + shift_x, y2 + shift_y])
             if kind is not None:
                 records.append({"kind": kind, "annotation": str(copy_of[path]),
@@ -179,7 +180,7 @@ def _add_background_boxes(trees: Dict[Path, ET.ElementTree], copy_of: Dict[Path,
             path = paths[rng.integers(len(paths))]
             width, height = _size(trees[path])
             w, h = sizes[rng.integers(len(sizes))]
-            x1, y1 = rng.uniform(0, width - w), rng.uniform(0, height - h)
+            x1, y1 = rng.uniform(1, width - w), rng.uniform(1, height - h)  # VOC: 1..width
             box = [x1, y1, x1 + w, y1 + h]
             existing = np.array([_box(o) for o in trees[path].getroot().findall("object")])
             if len(existing) and iou_matrix([box], existing.reshape(-1, 4)).max() > 0:
@@ -187,7 +188,7 @@ def _add_background_boxes(trees: Dict[Path, ET.ElementTree], copy_of: Dict[Path,
             if path not in grey:
                 image = (image_dir or path.parent) / trees[path].getroot().findtext("filename")
                 grey[path] = cv2.imread(str(image), cv2.IMREAD_GRAYSCALE).astype(np.float64)
-            patch = grey[path][int(y1):int(y1 + h), int(x1):int(x1 + w)]
+            patch = grey[path][int(y1) - 1:int(y1 + h), int(x1) - 1:int(x1 + w)]
             places.append((float(patch.std()), path, box))
         if not places:
             continue
