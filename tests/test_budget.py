@@ -278,11 +278,10 @@ def test_a_budgeted_run_ends_near_its_budget_at_the_schedules_end(tfds_dir, tmp_
     """`experiment=smoke train.time_budget=45s` (its own 40 steps ignored), three
     evaluations, 12 steps of warm-up (CI machines run two test workers at once: steps measured
     0.29 s there, about 100 steps in this budget; a much shorter one leaves too few steps to
-    refit): the plan is
-    refitted once at the end of warm-up, then keeps its pace at the two evaluations within 80%
-    of the run (forced here: a tolerance below zero repaces at each), the planned steps are
-    trained, every rate after warm-up is the formula's for that history of lengths, the last
-    at the cosine's end value, and the run ends around its budget (a generous bound here: CI
+    refit): the plan is refitted once at the end of warm-up, then keeps its pace at the two
+    evaluations within 80% of the run (forced here: a tolerance below zero repaces at each),
+    the planned steps are trained, every rate after warm-up is the formula's for that history
+    of lengths, the last at the cosine's end value, and the run ends around its budget (a generous bound here: CI
     machines are busy; the BCCD run in docs/results.md gives a measured figure). A trainer
     built again on the run (as a resume builds it) puts the last repace's anchor back."""
     monkeypatch.setattr(budget, "REPACE_TOLERANCE", -1.0)
