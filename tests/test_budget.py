@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from centernet.config import parse_duration, validate
 from centernet.errors import ConfigError
-from centernet.engine.budget import (MARGIN_SECONDS, MARGIN_SHARE, MIN_REFIT_STEPS, PLAN_FILE,
+from centernet.engine.budget import (MARGIN_SECONDS, MARGIN_SHARE, PLAN_FILE,
                                      Measurement, Plan, evaluations_after, format_duration,
                                      measure, plan_budget, process_start_time, refit_plan,
                                      repace_plan)
@@ -275,31 +275,34 @@ def _repaced_reference(plan):
 @pytest.mark.slow
 def test_a_budgeted_run_ends_near_its_budget_at_the_schedules_end(tfds_dir, tmp_path,
                                                                    monkeypatch, capfd):
-    """`experiment=smoke train.time_budget=45s` (its own 40 steps ignored), three
-    evaluations, 12 steps of warm-up (CI machines run two test workers at once: steps measured
-    0.29 s there, about 100 steps in this budget; a much shorter one leaves too few steps to
-    refit): the plan is refitted once at the end of warm-up, then keeps its pace at the two
-    evaluations within 80% of the run (forced here: a tolerance below zero repaces at each),
-    the planned steps are trained, every rate after warm-up is the formula's for that history
-    of lengths, the last at the cosine's end value, and the run ends around its budget (a generous bound here: CI
-    machines are busy; the BCCD run in docs/results.md gives a measured figure). A trainer
+    """`experiment=smoke train.time_budget=90s` (its own 40 steps ignored), three
+    evaluations, 12 steps of warm-up at most (CI machines run two test workers at once: steps
+    measured 0.29 s there and 0.57 s on an AVX2-only EPYC, where this budget planned 87 steps,
+    so a warm-up of 8: a refit is allowed here from 5 steps of warm-up, not 10): the plan is refitted once at the end of warm-up, then keeps its pace at every
+    evaluation within 80% of the run's length at that moment (forced here: a tolerance below
+    zero repaces at each; two or more, as many as the machine's pace allows), the planned steps
+    are trained, every rate after warm-up is the formula's for that history of lengths, the
+    last at the cosine's end value, and the run ends around its budget (a generous bound here:
+    CI machines are busy; the BCCD run in docs/results.md gives a measured figure). A trainer
     built again on the run (as a resume builds it) puts the last repace's anchor back."""
     monkeypatch.setattr(budget, "REPACE_TOLERANCE", -1.0)
+    monkeypatch.setattr(budget, "MIN_REFIT_STEPS", 5)
     overrides = ["experiment=smoke", f"dataset.data_dir={tfds_dir}", "train.progress_bar=false",
-                 "train.log_every=1", "train.time_budget=45s", "train.evaluations=3",
+                 "train.log_every=1", "train.time_budget=90s", "train.evaluations=3",
                  "schedule.warmup_steps=12"]
     started = time.time()
     train(compose_config(overrides), tmp_path, started_at=started)
     took = time.time() - started
     output = capfd.readouterr().err
     plan = Plan.load(tmp_path)
-    assert plan.steps > 40 and "plan for train.time_budget=45s" in output
-    assert plan.warmup_steps >= MIN_REFIT_STEPS, "too few steps planned to test the refit"
+    assert plan.steps > 40 and "plan for train.time_budget=1m30s" in output
+    assert plan.warmup_steps >= 5, "too few steps planned to test the refit"
     assert plan.refitted_at == plan.warmup_steps
     assert f"step {plan.warmup_steps}: warm-up done at" in output
-    assert len(plan.repaces) == 2 and all(f"step {r['step']}: " in output and
+    assert len(plan.repaces) >= 2 and all(f"step {r['step']}: " in output and
                                           "the decay going on from" in output
                                           for r in plan.repaces)
+    assert all(r["step"] <= budget.REPACE_UNTIL * r["steps_before"] for r in plan.repaces)
     first_length, repaces = _repaced_reference(plan)
     peak = validate(compose_config(["experiment=smoke"])).train.peak_lr
     train_records = [r for r in read_metrics(tmp_path) if r["kind"] == "train"]
@@ -312,9 +315,11 @@ def test_a_budgeted_run_ends_near_its_budget_at_the_schedules_end(tfds_dir, tmp_
     assert train_records[-1]["lr"] == pytest.approx(0.0, abs=1e-12)  # cosine's floor is 0
     evaluations = [r["step"] for r in read_metrics(tmp_path) if r["kind"] == "eval"]
     assert len(evaluations) == plan.evaluations and evaluations[-1] == plan.steps
-    assert [r["step"] for r in plan.repaces] == evaluations[:2]
+    repaced = len(plan.repaces)
+    assert [r["step"] for r in plan.repaces] == evaluations[:repaced]
+    assert evaluations[repaced] > budget.REPACE_UNTIL * plan.steps  # the first one past 80%
     assert f"max_steps: {plan.steps}" in (tmp_path / ".hydra" / "config.yaml").read_text()
-    assert 0.5 * 45 < took < 2.0 * 45, output
+    assert 0.5 * 90 < took < 2.0 * 90, output
 
     resumed = training_engine.Trainer(validate(compose_config(overrides)), tmp_path,
                                       SplitEvaluator)
@@ -330,7 +335,7 @@ def test_sigterm_half_way_resumes_to_the_same_plan(tfds_dir, tmp_path):
     """Stopped by SIGTERM half-way through its budget, the same command resumes (with another
     budget on its command line, which the kept plan overrides) and ends at the planned step,
     every step's rate on the planned schedule."""
-    args = _train_args(tfds_dir, tmp_path, "train.evaluations=2", "train.time_budget=40s")
+    args = _train_args(tfds_dir, tmp_path, "train.evaluations=2", "train.time_budget=60s")
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, env=ENV)
     _wait_for(lambda: (tmp_path / PLAN_FILE).is_file(), process)
