@@ -10,10 +10,12 @@ import pytest
 import tensorflow as tf
 from omegaconf import OmegaConf
 
-from centernet.config import DECODING_KEYS, Decoding
+from centernet.config import DECODING_KEYS, SCRIPT_KEYS, Decoding
 from centernet.engine.run_log import read_metrics
+from centernet.engine.runs import load_model, load_run_config, locate, run_classes
 from centernet.evaluation.inference import image_batch
 from centernet.export import network
+from centernet.export.files import export
 from centernet.export.runtime import SavedModelDetector, load_detector
 from conftest import run_script
 
@@ -37,22 +39,24 @@ def images() -> list:
 
 @pytest.fixture(scope="module")
 def exported(smoke_run, tmp_path_factory) -> dict:
-    """Every format of the smoke run's best checkpoint, through `scripts/export.py`."""
+    """Every format of the smoke run's best checkpoint, written in this process by the code
+    `scripts/export.py` calls (`centernet.export.files.export`, the run's model loaded once:
+    five processes cost a minute more; the command itself runs in
+    `test_a_run_trained_in_bfloat16_exports_the_same_float32_network` and test_run_tools)."""
     folder = tmp_path_factory.mktemp("exported")
-    files = {"saved_model": folder / "saved_model", "float32": folder / "f32.tflite",
-             "float16": folder / "f16.tflite", "int8": folder / "i8.tflite",
-             "onnx": folder / "model.onnx"}
-    commands = {"saved_model": ["format=saved_model"],
-                "float32": ["format=litert"],
-                "float16": ["format=litert", "export.precision=float16"],
-                "int8": ["format=litert", "export.precision=int8",
-                         "export.calibration_images=16"],
-                "onnx": ["format=onnx"]}
-    for name, arguments in commands.items():
-        result = run_script("export.py", f"run_dir={smoke_run}", f"output={files[name]}",
-                            *arguments)
-        assert result.returncode == 0, result.stderr
-    return files
+    run_dir, checkpoint = locate(str(smoke_run), None)
+    run = load_run_config(run_dir, OmegaConf.create(), [], SCRIPT_KEYS)
+    classes = run_classes(run_dir, run)
+    model = load_model(run, checkpoint, len(classes.names), policy="float32")
+    formats = {"saved_model": ("saved_model", "float32", folder / "saved_model"),
+               "float32": ("litert", "float32", folder / "f32.tflite"),
+               "float16": ("litert", "float16", folder / "f16.tflite"),
+               "int8": ("litert", "int8", folder / "i8.tflite"),
+               "onnx": ("onnx", "float32", folder / "model.onnx")}
+    for file_format, precision, output in formats.values():
+        export(model, run, classes.names, classes.category_ids, file_format, output,
+               str(checkpoint), precision, calibration_count=16, report=lambda *_: None)
+    return {name: output for name, (_, _, output) in formats.items()}
 
 
 def _matched(reference: dict, other: dict, threshold: float, box_tolerance: float,
