@@ -196,7 +196,8 @@ def test_plan_keeps_a_short_warmup_and_counts_the_evaluations_it_makes():
                        warmup_steps=100, images_per_step=16, input_size=352)
     left = 3600 - 60 - 1.0 - 6 * 3.5 - (0.005 * 3600 + 4)
     assert plan.steps == int(left // 1.6) and plan.warmup_steps == 100
-    assert plan.eval_every * (plan.evaluations - 1) < plan.steps <= plan.eval_every * plan.evaluations
+    assert (plan.eval_every * (plan.evaluations - 1) < plan.steps
+            <= plan.eval_every * plan.evaluations)
 
 
 def test_a_budget_too_short_says_what_it_would_take():
@@ -278,13 +279,14 @@ def test_a_budgeted_run_ends_near_its_budget_at_the_schedules_end(tfds_dir, tmp_
     """`experiment=smoke train.time_budget=90s` (its own 40 steps ignored), three
     evaluations, 12 steps of warm-up at most (CI machines run two test workers at once: steps
     measured 0.29 s there and 0.57 s on an AVX2-only EPYC, where this budget planned 87 steps,
-    so a warm-up of 8: a refit is allowed here from 5 steps of warm-up, not 10): the plan is refitted once at the end of warm-up, then keeps its pace at every
-    evaluation within 80% of the run's length at that moment (forced here: a tolerance below
-    zero repaces at each; two or more, as many as the machine's pace allows), the planned steps
-    are trained, every rate after warm-up is the formula's for that history of lengths, the
-    last at the cosine's end value, and the run ends around its budget (a generous bound here:
-    CI machines are busy; the BCCD run in docs/results.md gives a measured figure). A trainer
-    built again on the run (as a resume builds it) puts the last repace's anchor back."""
+    so a warm-up of 8: a refit is allowed here from 5 steps of warm-up, not 10): the plan is
+    refitted once at the end of warm-up, then keeps its pace at every evaluation within 80% of
+    the run's length at that moment (forced here: a tolerance below zero repaces at each; two
+    or more, as many as the machine's pace allows), the planned steps are trained, every rate
+    after warm-up is the formula's for that history of lengths, the last at the cosine's end
+    value, and the run ends around its budget (a generous bound here: CI machines are busy; the
+    BCCD run in docs/results.md gives a measured figure). A trainer built again on the run (as
+    a resume builds it) puts the last repace's anchor back."""
     monkeypatch.setattr(budget, "REPACE_TOLERANCE", -1.0)
     monkeypatch.setattr(budget, "MIN_REFIT_STEPS", 5)
     overrides = ["experiment=smoke", f"dataset.data_dir={tfds_dir}", "train.progress_bar=false",
