@@ -336,11 +336,11 @@ def suite(cfg: RunConfig, feed_cfg: RunConfig, model_name: str, input_size: int,
     """Every figure of the project's hot paths in one process, each the median of repeated
     timings after warm-up (the keys of `SUITE_KEYS`).
 
-    `cfg` configures the input pipeline and the evaluation (dataset, validation split, and
-    the same `input_size` and `batch_size` as the train step, which runs `model_name` on
-    random data of `num_classes` classes); `feed_cfg` the pipeline timed on one core (a
-    folder of COCO-like JPEGs at 512 px, `scale.folder_overrides`). Targets, decode and the
-    focal loss use the fixed shapes their keys name. `quick` times every figure at the same shapes with a few repeats
+    `cfg` configures the input pipeline and the evaluation (dataset, validation split, and the same
+    `input_size` and `batch_size` as the train step, which runs `model_name` on random data of
+    `num_classes` classes); `feed_cfg` the pipeline timed on one core (a folder of COCO-like JPEGs
+    at 512 px, `scale.folder_overrides`). Targets, decode and the focal loss use the fixed shapes
+    their keys name. `quick` times every figure at the same shapes with a few repeats
     instead of many (a check that everything runs, not figures to quote)."""
     if (cfg.model.input_size, cfg.train.batch_size) != (input_size, batch_size):
         raise ValueError(f"suite: cfg has input {cfg.model.input_size}, batch "

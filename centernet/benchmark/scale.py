@@ -157,11 +157,11 @@ def train_start(root: Path, run_dir: Path, cache_dir: Path,
 
 def starts(images: int, directory: Path, small: int = 300, size=(320, 240),
            overrides: Sequence[str] = ()) -> Dict[str, Dict[str, float]]:
-    """`train_start` on a `jpeg_folder` of `images` JPEGs of `size` and on one of `small`,
-    in `directory` (kept there for the next call: writing 100,000 files takes minutes), each
-    with a new index cache: the small folder's first and second start, then the large one's
-    first (every image checked), second (the cache) and a third after one file was touched
-    (that file alone checked again). `small` 0: the large folder only. The files were just written or read, so the page cache
+    """`train_start` on a `jpeg_folder` of `images` JPEGs of `size` and on one of `small`, in
+    `directory` (kept there for the next call: writing 100,000 files takes minutes), each with a new
+    index cache: the small folder's first and second start, then the large one's first (every image
+    checked), second (the cache) and a third after one file was touched (that file alone checked
+    again). `small` 0: the large folder only. The files were just written or read, so the page cache
     holds them: the figures are decoding and checking, not the disk."""
     directory = Path(directory)
     results = {}

@@ -316,8 +316,8 @@ def main() -> None:
     parser.add_argument("--size", default="320x240", help="start: the JPEGs' WIDTHxHEIGHT")
     parser.add_argument("--resume-at", type=int, default=1000, help="resume: the step")
     parser.add_argument("--batches", type=int, default=20, help="feed: batches timed")
-    parser.add_argument("--out", type=Path, help="suite, profile, export: write the figures to this "
-                        "JSON file; time-to-accuracy: the report's directory")
+    parser.add_argument("--out", type=Path, help="suite, profile, export: write the figures to "
+                        "this JSON file; time-to-accuracy: the report's directory")
     parser.add_argument("--quick", action="store_true",
                         help="suite: a few repeats per figure (checks that all runs; not "
                         "figures to quote)")

@@ -1,12 +1,12 @@
 """Train CenterNet: `centernet train [group=option ...] [key=value ...]` (or `python
 scripts/train.py ...`).
 
-With no arguments it trains ResNet-18 CenterNet on the built-in `shapes` dataset; at the end
-it writes the report of its best validation evaluation (`RUN/report/<split>/index.html`). Run it again
+With no arguments it trains ResNet-18 CenterNet on the built-in `shapes` dataset; at the end it
+writes the report of its best validation evaluation (`RUN/report/<split>/index.html`). Run it again
 with the same `hydra.run.dir=DIR` to resume from DIR's latest checkpoint. What it prints (the
-progress bar aside) is also appended to DIR/train.log. Returns the run's
-best validation AP, what a sweeper maximises (`-m hparams_search=optuna`); in a sweep, a trial
-that fails on bad input fails alone instead of ending the sweep.
+progress bar aside) is also appended to DIR/train.log. Returns the run's best validation AP, what a
+sweeper maximises (`-m hparams_search=optuna`); in a sweep, a trial that fails on bad input fails
+alone instead of ending the sweep.
 """
 
 import sys

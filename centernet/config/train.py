@@ -77,10 +77,10 @@ class ScheduleConfig:
 
 @dataclass
 class PrecisionConfig:
-    """Mixed precision. `policy`: the Keras mixed-precision policy. `heads`: `float32` (default) runs the heads'
-    last layers in float32, as Keras advises for a model's outputs, so every loss sees float32
-    logits; `compute` runs them in the policy's compute dtype, as a model built without a
-    float32 output layer does, so `loss=naive` and `loss=clamped` compute in bfloat16 or
+    """Mixed precision. `policy`: the Keras mixed-precision policy. `heads`: `float32` (default)
+    runs the heads' last layers in float32, as Keras advises for a model's outputs, so every loss
+    sees float32 logits; `compute` runs them in the policy's compute dtype, as a model built without
+    a float32 output layer does, so `loss=naive` and `loss=clamped` compute in bfloat16 or
     float16 (`loss=stable` casts to float32 first either way)."""
 
     # Keras policy: float32, mixed_bfloat16, mixed_float16 or auto (the machine decides)
@@ -100,11 +100,12 @@ class PrecisionConfig:
 
 @dataclass
 class DistributeConfig:
-    """Training on several devices. `strategy` (`centernet/engine/strategies.py`): `default` (one device), `mirrored` (the
-    visible GPUs, or `cpu_devices` logical CPU devices when set), `multi_worker` (cluster from
-    TF_CONFIG or Slurm) or `tpu`. `train.batch_size` is the global batch, split evenly between
-    the replicas. `worker_dir`: where a worker other than the chief writes what it must (its
-    copy of each checkpoint save, its log); null: a temporary directory removed at the end."""
+    """Training on several devices. `strategy` (`centernet/engine/strategies.py`): `default` (one
+    device), `mirrored` (the visible GPUs, or `cpu_devices` logical CPU devices when set),
+    `multi_worker` (cluster from TF_CONFIG or Slurm) or `tpu`. `train.batch_size` is the global
+    batch, split evenly between the replicas. `worker_dir`: where a worker other than the chief
+    writes what it must (its copy of each checkpoint save, its log); null: a temporary directory
+    removed at the end."""
 
     # default (one device), mirrored, multi_worker or tpu
     strategy: str = "default"
@@ -120,13 +121,13 @@ class DistributeConfig:
 
 @dataclass
 class TrainConfig:
-    """The loop. `lr` is a learning rate per 32 images: the peak rate for `lr_reference_batch`
-    (32) images a step. With `scale_lr` (the default) the run's peak rate, reached after
-    `schedule.warmup_steps` of linear warm-up, is `lr * batch_size / lr_reference_batch`
-    (`peak_lr`; linear scaling, as the original CenterNet does from 1.25e-4 at batch 32), with
-    `batch_size` the global batch under a distributed strategy; without it, `lr` itself. `jit_compile` (`true`, `false` or
-    `auto`: where it measured faster, `centernet/engine/hardware.py`) compiles the train step
-    with XLA. `batch_size` null: chosen from the data and the machine when the run starts.
+    """The loop. `lr` is a learning rate per 32 images: the peak rate for `lr_reference_batch` (32)
+    images a step. With `scale_lr` (the default) the run's peak rate, reached after
+    `schedule.warmup_steps` of linear warm-up, is `lr * batch_size / lr_reference_batch` (`peak_lr`;
+    linear scaling, as the original CenterNet does from 1.25e-4 at batch 32), with `batch_size` the
+    global batch under a distributed strategy; without it, `lr` itself. `jit_compile` (`true`,
+    `false` or `auto`: where it measured faster, `centernet/engine/hardware.py`) compiles the train
+    step with XLA. `batch_size` null: chosen from the data and the machine when the run starts.
 
     The run's length, first that applies: `time_budget` when it is a duration (`45m`, `2h`,
     `90s`, `1h30m`): the run measures its own step and evaluation times, then plans the number

@@ -192,8 +192,8 @@ def render_targets(boxes, labels, output_size: OutputSize, num_classes: int, max
     """Render one image's CenterNet targets.
 
     Boxes are clipped to `[0, W-1] x [0, H-1]` as the original CenterNet does (or, with
-    `clip_to_edge`, to the grid's edge `[0, W] x [0, H]`); a box whose clipped width or height
-    is not positive is skipped and takes no slot. The first `max_objects` remaining boxes (input order)
+    `clip_to_edge`, to the grid's edge `[0, W] x [0, H]`); a box whose clipped width or height is
+    not positive is skipped and takes no slot. The first `max_objects` remaining boxes (input order)
     fill slots `0..`; the rest are dropped and counted in `num_dropped`.
 
     Args:

@@ -1,11 +1,11 @@
 """A run that ends within its time budget: `train.time_budget=45m`.
 
-Before its first step the run measures itself (`Trainer.make_plan`, with `measure`): the first step (which
-traces the step function), the steady step time, one checkpoint save, the time to the first
+Before its first step the run measures itself (`Trainer.make_plan`, with `measure`): the first step
+(which traces the step function), the steady step time, one checkpoint save, the time to the first
 batch, and one evaluation; then `plan_budget` fixes the number of steps so that training, its
-evaluations and its checkpoints end within the budget, counted from the moment the process
-started (imports and data checks included). The weights and the optimizer are put back after
-the measurement, so the planned run starts from step 0 with its own schedule: warm-up at most
+evaluations and its checkpoints end within the budget, counted from the moment the process started
+(imports and data checks included). The weights and the optimizer are put back after the
+measurement, so the planned run starts from step 0 with its own schedule: warm-up at most
 `MAX_WARMUP_SHARE` of the steps, and the decay ending at the last step.
 
 The measurement cannot see everything a long run meets: the input pipeline had a head start

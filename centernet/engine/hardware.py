@@ -151,9 +151,10 @@ def float16_without_onednn(policy: str, environ: MutableMapping[str, str] = os.e
                            tensorflow_imported: Optional[bool] = None) -> Optional[str]:
     """Before TensorFlow is imported, for a `mixed_float16` run: turn TensorFlow's oneDNN CPU
     kernels off (`TF_ENABLE_ONEDNN_OPTS=0`), whose float16 convolution gradients are about 100x
-    float32's (`precision_warning`), unless the user set that variable. Returns the line that
-    says so, or None when nothing changed (another policy, the variable set, or TensorFlow
-    already imported: `tensorflow_imported`, None to look). GPUs do not use oneDNN: only the CPU's share of the work changes."""
+    float32's (`precision_warning`), unless the user set that variable. Returns the line that says
+    so, or None when nothing changed (another policy, the variable set, or TensorFlow already
+    imported: `tensorflow_imported`, None to look). GPUs do not use oneDNN: only the CPU's share of
+    the work changes."""
     if tensorflow_imported is None:
         tensorflow_imported = "tensorflow" in sys.modules
     if policy != "mixed_float16" or "TF_ENABLE_ONEDNN_OPTS" in environ or tensorflow_imported:

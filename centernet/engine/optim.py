@@ -16,11 +16,11 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
     `total_steps`.
 
     Called with the optimizer's `iterations` (updates applied so far), so training step `s`
-    (1-based) uses `schedule(s - 1)`, and the cosine reaches its end value
-    (`min_lr_ratio * peak_lr`) at the last step, `schedule(total_steps - 1)`. The rate is computed in float64 and returned as float32.
-    `total_steps` and `warmup_steps` are variables (`set_length`), so a time budget's plan can
-    fix them after the step function was traced (checkpoints do not hold them: the plan and
-    the config do).
+    (1-based) uses `schedule(s - 1)`, and the cosine reaches its end value (`min_lr_ratio *
+    peak_lr`) at the last step, `schedule(total_steps - 1)`. The rate is computed in float64 and
+    returned as float32. `total_steps` and `warmup_steps` are variables (`set_length`), so a time
+    budget's plan can fix them after the step function was traced (checkpoints do not hold them: the
+    plan and the config do).
 
     A budgeted run that keeps its pace changes its length mid-decay (`repace`): the decay's
     progress then runs on from the value it had at that step (the anchor) to 1 at the new last

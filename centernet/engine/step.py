@@ -46,10 +46,10 @@ def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer,
     statistics its forward pass touched are put back.
 
     Under a distributed strategy every replica normalises its loss by the global counts
-    (`centernet.losses.replica_sum`) and the optimizer sums the replicas' gradients, so the
-    update equals one device's on the same global batch; whether a step is finite is decided
-    for all replicas together. `hardware.uses_xla(cfg.train)` applies on the default strategy only: XLA cannot
-    compile a step whose loss and BatchNorm all-reduce between replicas.
+    (`centernet.losses.replica_sum`) and the optimizer sums the replicas' gradients, so the update
+    equals one device's on the same global batch; whether a step is finite is decided for all
+    replicas together. `hardware.uses_xla(cfg.train)` applies on the default strategy only: XLA
+    cannot compile a step whose loss and BatchNorm all-reduce between replicas.
     """
     strategy = strategy or DEFAULT_STRATEGY
     distributed = is_distributed(strategy)

@@ -8,8 +8,9 @@ steps and at the end, keeps the best checkpoint by AP, saves the latest every
 better AP.
 
 The loop does not know how a model is evaluated: the caller, a later stage, hands it a
-`make_evaluator` (`evaluations.Evaluator`; docs/architecture.md, Stages). `centernet.training.train` hands it the
-COCO evaluation of the validation split (`centernet.evaluation.inference.SplitEvaluator`).
+`make_evaluator` (`evaluations.Evaluator`; docs/architecture.md, Stages). `centernet.training.train`
+hands it the COCO evaluation of the validation split
+(`centernet.evaluation.inference.SplitEvaluator`).
 """
 
 from __future__ import annotations
@@ -294,7 +295,8 @@ class Trainer:
             if (self.chief and self.step == self.total_steps
                     and self.last_eval_step != self.step):
                 self.run_evaluation()  # resumed after training ended but before its evaluation
-            if self.plan is not None and self.step == self.total_steps and self.resumed_from is None:
+            if (self.plan is not None and self.step == self.total_steps
+                    and self.resumed_from is None):
                 took = time.time() - self.plan.started_at
                 progress.message(
                     f"ended {format_duration(took)} after the start: planned "

@@ -171,7 +171,8 @@ def format_error_table(analysis: Dict[str, float]) -> str:
     detections = int(analysis["detections"])
     lines = [f"objects {objects}: " + ", ".join(
         f"recall@{t:g} {100 * analysis[f'recall@{t:g}']:.1f}%" for t in RECALL_IOUS)]
-    lines.append(f"highest-scoring hit has another class {100 * analysis['top_is_other_class']:.1f}%"
+    lines.append(f"highest-scoring hit has another class "
+                 f"{100 * analysis['top_is_other_class']:.1f}%"
                  f", no hit {100 * analysis['no_detection']:.1f}%")
     for threshold in RECALL_IOUS[:2]:
         prefix = f"recall@{threshold:g}/"

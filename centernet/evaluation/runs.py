@@ -20,11 +20,11 @@ def evaluate_run(run: RunConfig, run_dir: Path, checkpoint: Path,
     """COCO-evaluate `checkpoint` of the run in `run_dir` (whose saved classes it keeps) on
     `run.dataset.val_split`.
 
-    Writes `output_dir/metrics.json` (`AP`, `AP50`, ... as fractions, plus `checkpoint`,
-    `split`, `images_evaluated` and `images_skipped`: a folder split's unusable images, which
-    are not scored), `output_dir/detections.json` (COCO results, original image and category ids) and
-    `output_dir/errors.json` (`centernet.evaluation.error_analysis.analyze_errors` at IoU 0.5,
-    score 0.3).
+    Writes `output_dir/metrics.json` (`AP`, `AP50`, ... as fractions, plus `checkpoint`, `split`,
+    `images_evaluated` and `images_skipped`: a folder split's unusable images, which are not
+    scored), `output_dir/detections.json` (COCO results, original image and category ids) and
+    `output_dir/errors.json` (`centernet.evaluation.error_analysis.analyze_errors` at IoU 0.5, score
+    0.3).
 
     Returns:
         the metrics dict, the error analysis, and the split's COCO ground truth and

@@ -76,6 +76,7 @@ def load_keras_hub_weights(backbone: keras.Model, preset: str) -> Dict[str, str]
         copied[layer.name] = name
     left_over = sorted(set(hub_layers) - set(copied.values()))
     if left_over:
-        raise ValueError(f"preset {preset} has layers ResNet-18 does not ({', '.join(left_over[:4])}"
+        raise ValueError(f"preset {preset} has layers ResNet-18 does not "
+                         f"({', '.join(left_over[:4])}"
                          f"{', ...' if len(left_over) > 4 else ''}): not a ResNet-18 backbone")
     return copied

@@ -5,12 +5,12 @@ built-in shapes scenes), so that a real dataset's own omissions can be told from
 
 `inject` writes the copy (annotations rewritten, images linked, other splits untouched) and
 `injected.json`: with a fixed seed, `fraction` of the split's objects (difficult ones aside)
-removed, as many given another class, as many shifted by half their width and half their
-height (clipped to the image), and `on_background` boxes of a random class and a typical size
-placed on the flattest of a few random places that overlap no labelled box. `score` takes the audit's `label_issues.json` and,
-per kind, the top N findings of that kind (N the number injected): precision (of those N, how
-many are an injected error of that kind) and recall (of the injected, how many are among them),
-and overall the top N findings of any kind against every injected error.
+removed, as many given another class, as many shifted by half their width and half their height
+(clipped to the image), and `on_background` boxes of a random class and a typical size placed on the
+flattest of a few random places that overlap no labelled box. `score` takes the audit's
+`label_issues.json` and, per kind, the top N findings of that kind (N the number injected):
+precision (of those N, how many are an injected error of that kind) and recall (of the injected, how
+many are among them), and overall the top N findings of any kind against every injected error.
 """
 
 from __future__ import annotations
