@@ -281,8 +281,9 @@ def test_a_budgeted_run_ends_near_its_budget_at_the_schedules_end(tfds_dir, tmp_
     measured 0.29 s there and 0.57 s on an AVX2-only EPYC, where this budget planned 87 steps,
     so a warm-up of 8: a refit is allowed here from 5 steps of warm-up, not 10): the plan is
     refitted once at the end of warm-up, then keeps its pace at every evaluation within 80% of
-    the run's length at that moment (forced here: a tolerance below zero repaces at each; two
-    or more, as many as the machine's pace allows), the planned steps are trained, every rate
+    the run's length at that moment (forced here: a tolerance below zero repaces at each; one
+    or more, as the machine's pace allows: a first repace that shortens the run by a third, as
+    CI's busy cores made one, leaves the second evaluation past 80%), the planned steps are trained, every rate
     after warm-up is the formula's for that history of lengths, the last at the cosine's end
     value, and the run ends around its budget (a generous bound here: CI machines are busy; the
     BCCD run in docs/results.md gives a measured figure). A trainer built again on the run (as
@@ -301,7 +302,7 @@ def test_a_budgeted_run_ends_near_its_budget_at_the_schedules_end(tfds_dir, tmp_
     assert plan.warmup_steps >= 5, "too few steps planned to test the refit"
     assert plan.refitted_at == plan.warmup_steps
     assert f"step {plan.warmup_steps}: warm-up done at" in output
-    assert len(plan.repaces) >= 2 and all(f"step {r['step']}: " in output and
+    assert len(plan.repaces) >= 1 and all(f"step {r['step']}: " in output and
                                           "the decay going on from" in output
                                           for r in plan.repaces)
     assert all(r["step"] <= budget.REPACE_UNTIL * r["steps_before"] for r in plan.repaces)
