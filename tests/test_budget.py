@@ -283,11 +283,11 @@ def test_a_budgeted_run_ends_near_its_budget_at_the_schedules_end(tfds_dir, tmp_
     refitted once at the end of warm-up, then keeps its pace at every evaluation within 80% of
     the run's length at that moment (forced here: a tolerance below zero repaces at each; one
     or more, as the machine's pace allows: a first repace that shortens the run by a third, as
-    CI's busy cores made one, leaves the second evaluation past 80%), the planned steps are trained, every rate
-    after warm-up is the formula's for that history of lengths, the last at the cosine's end
-    value, and the run ends around its budget (a generous bound here: CI machines are busy; the
-    BCCD run in docs/results.md gives a measured figure). A trainer built again on the run (as
-    a resume builds it) puts the last repace's anchor back."""
+    CI's busy cores made one, leaves the second evaluation past 80%), the planned steps are
+    trained, every rate after warm-up is the formula's for that history of lengths, the last at
+    the cosine's end value, and the run ends around its budget (a generous bound here: CI
+    machines are busy; the BCCD run in docs/results.md gives a measured figure). A trainer
+    built again on the run (as a resume builds it) puts the last repace's anchor back."""
     monkeypatch.setattr(budget, "REPACE_TOLERANCE", -1.0)
     monkeypatch.setattr(budget, "MIN_REFIT_STEPS", 5)
     overrides = ["experiment=smoke", f"dataset.data_dir={tfds_dir}", "train.progress_bar=false",
